@@ -1,0 +1,63 @@
+package v1alpha1
+
+// Condition types, following kstatus so that kubectl wait, Flux and Argo CD
+// read them without custom code.
+const (
+	// ConditionReady is True only when the action succeeded (NodeAction) or
+	// the credentials work (Provider).
+	ConditionReady = "Ready"
+	// ConditionReconciling is True while the action is pending or running.
+	ConditionReconciling = "Reconciling"
+	// ConditionStalled is True when the action failed for good.
+	ConditionStalled = "Stalled"
+	// ConditionSubmitted is True once the provider accepted the action.
+	ConditionSubmitted = "Submitted"
+)
+
+// Condition reasons. docs/troubleshooting.md explains each one.
+const (
+	// Progress.
+	ReasonPending          = "Pending"
+	ReasonProviderNotFound = "ProviderNotFound"
+	ReasonCredentialsError = "CredentialsError"
+	ReasonNodeBusy         = "NodeBusy"
+	ReasonSubmitting       = "Submitting"
+	ReasonInProgress       = "InProgress"
+	ReasonRateLimited      = "RateLimited"
+	ReasonProviderBusy     = "ProviderBusy"
+	ReasonRetrying         = "Retrying"
+	ReasonVerifying        = "Verifying"
+	ReasonEscalated        = "Escalated"
+	ReasonAccepted         = "Accepted"
+
+	// Success (Ready=True).
+	ReasonCompleted          = "Completed"
+	ReasonAcceptedUnverified = "AcceptedUnverified"
+	ReasonAlreadyInState     = "AlreadyInState"
+
+	// Terminal failure (Stalled=True).
+	ReasonProviderFailed       = "ProviderFailed"
+	ReasonRejected             = "Rejected"
+	ReasonInvalidParameters    = "InvalidParameters"
+	ReasonInvalidNodeID        = "InvalidNodeID"
+	ReasonUnsupportedAction    = "UnsupportedAction"
+	ReasonNodeNotFound         = "NodeNotFound"
+	ReasonAuthFailed           = "AuthFailed"
+	ReasonDeadlineExceeded     = "DeadlineExceeded"
+	ReasonBackoffLimitExceeded = "BackoffLimitExceeded"
+	ReasonSubmissionUnknown    = "SubmissionUnknown"
+
+	// Provider only.
+	ReasonProbeSucceeded     = "ProbeSucceeded"
+	ReasonSecretNotFound     = "SecretNotFound"
+	ReasonInvalidConfig      = "InvalidConfig"
+	ReasonEndpointUnreachable = "EndpointUnreachable"
+)
+
+// Annotations a person sets to steer a NodeAction.
+const (
+	// AnnotationRetrySubmission, set to the value of status.attemptID,
+	// submits again a NodeAction that stopped with reason SubmissionUnknown.
+	// The person setting it has checked that the provider did not run it.
+	AnnotationRetrySubmission = "compute.nodeaction.dev/retry-submission"
+)

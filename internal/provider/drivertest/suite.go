@@ -1,0 +1,516 @@
+// Package drivertest is the conformance suite every driver passes against
+// fakecloud, as cert-manager's DNS drivers share one suite. A driver's test
+// describes its provider in a Harness and calls Run.
+package drivertest
+
+import (
+	"context"
+	"errors"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nodeaction/nodeaction-operator/api/v1alpha1"
+	"github.com/nodeaction/nodeaction-operator/internal/fakecloud"
+	"github.com/nodeaction/nodeaction-operator/internal/provider"
+)
+
+// ActionCase is how to run one native action successfully.
+type ActionCase struct {
+	// Parameters the action needs.
+	Parameters v1alpha1.ActionParameters
+	// Prepare puts the VM in a state the action can run from (for example
+	// powered off before power_on).
+	Prepare func(vm *fakecloud.VM)
+	// Check verifies the action's effect on the VM once it succeeded.
+	Check func(t *testing.T, vm fakecloud.VM)
+	// Reasons a success may end with; default Completed.
+	Reasons []string
+}
+
+// Harness describes one provider to the suite.
+type Harness struct {
+	Type v1alpha1.ProviderType
+	// New builds the driver.
+	New func(provider.Config) (provider.Driver, error)
+	// Configure fills Endpoint/AuthURL/Location/... and good Credentials
+	// for a fakecloud served at baseURL (no trailing slash).
+	Configure func(baseURL string, creds fakecloud.Credentials) provider.Config
+	// BadCredentials turns good credentials into ones the cloud refuses.
+	BadCredentials func(good map[string][]byte) map[string][]byte
+	// NodeID returns the id of the n-th test VM, in the provider's format.
+	NodeID func(n int) string
+	// Actions has a case for every native action the driver supports.
+	Actions map[string]ActionCase
+	// Portable maps each portable name the driver supports to the native
+	// action it must become.
+	Portable map[string]string
+
+	// MissingParameter is a request lacking a parameter its action needs.
+	MissingParameter provider.Request
+	// Rejected is a request that passes the driver's own checks and that
+	// the provider refuses; RejectedMessage is a piece of the provider's
+	// answer the error must carry.
+	Rejected        provider.Request
+	RejectedMessage string
+	RejectedPrepare func(vm *fakecloud.VM)
+
+	// FailingAction is an action the cloud reports failed when the VM's
+	// FailNext is set.
+	FailingAction provider.Request
+
+	// LookupAction is an action Lookup can find again after its answer was lost.
+	LookupAction provider.Request
+	// LookupPrepare readies the VM for LookupAction.
+	LookupPrepare func(vm *fakecloud.VM)
+	// LookupByState is true where the API keeps no action history and
+	// Lookup reads the VM's state instead: it then cannot return the
+	// action's id.
+	LookupByState bool
+	// UnknowableAction, when set, is an action whose lost answer the
+	// provider cannot show: Lookup must say SubmissionUnknown.
+	UnknowableAction *provider.Request
+}
+
+// env is one fakecloud with one driver.
+type env struct {
+	cloud  *fakecloud.Cloud
+	server *httptest.Server
+	cfg    provider.Config
+	driver provider.Driver
+}
+
+func (h Harness) newEnv(t *testing.T, duration time.Duration) *env {
+	t.Helper()
+	cloud := fakecloud.New(fakecloud.Options{ActionDuration: duration})
+	server := httptest.NewServer(cloud.Handler())
+	t.Cleanup(server.Close)
+	cfg := h.Configure(server.URL, fakecloud.DefaultCredentials())
+	cfg.Type = h.Type
+	cfg.Name = "test/" + string(h.Type)
+	cfg.UserAgent = "nodeaction-operator-conformance"
+	client, err := provider.NewHTTPClient(provider.ClientOptions{
+		Type: string(h.Type), Gate: provider.NewGate(100000, 1000), Timeout: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.HTTPClient = client
+	d, err := h.New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return &env{cloud: cloud, server: server, cfg: cfg, driver: d}
+}
+
+func (e *env) addVM(id string, prepare func(vm *fakecloud.VM)) {
+	e.cloud.AddVM(fakecloud.VM{ID: id})
+	if prepare != nil {
+		_ = e.cloud.UpdateVM(id, prepare)
+	}
+}
+
+// Run runs the conformance suite.
+func Run(t *testing.T, h Harness) {
+	t.Run("capabilities cover every action", func(t *testing.T) { h.testCapabilities(t) })
+	t.Run("every action succeeds", func(t *testing.T) { h.testActions(t) })
+	t.Run("portable names", func(t *testing.T) { h.testPortable(t) })
+	t.Run("probe", func(t *testing.T) { h.testProbe(t) })
+	t.Run("missing parameter", func(t *testing.T) { h.testMissingParameter(t) })
+	t.Run("provider rejects", func(t *testing.T) { h.testRejected(t) })
+	t.Run("unknown node", func(t *testing.T) { h.testUnknownNode(t) })
+	t.Run("invalid node id never reaches the provider", func(t *testing.T) { h.testInvalidNodeID(t) })
+	t.Run("bad credentials", func(t *testing.T) { h.testBadCredentials(t) })
+	t.Run("provider failure", func(t *testing.T) { h.testProviderFailure(t) })
+	t.Run("lookup finds a submitted action", func(t *testing.T) { h.testLookup(t) })
+	t.Run("rate limited", func(t *testing.T) { h.testRateLimited(t) })
+	t.Run("answer lost after sending", func(t *testing.T) { h.testAmbiguous(t) })
+	t.Run("connection refused", func(t *testing.T) { h.testRefused(t) })
+	t.Run("credentials never in errors", func(t *testing.T) { h.testNoSecretsInErrors(t) })
+}
+
+func (h Harness) testCapabilities(t *testing.T) {
+	e := h.newEnv(t, 0)
+	caps := e.driver.Capabilities()
+	if len(caps.Actions) == 0 {
+		t.Fatal("driver lists no actions")
+	}
+	for name := range caps.Actions {
+		if _, ok := h.Actions[name]; !ok {
+			t.Errorf("native action %q has no conformance case", name)
+		}
+	}
+	for name := range h.Actions {
+		if _, ok := caps.Actions[name]; !ok {
+			t.Errorf("conformance case %q is not an action the driver lists", name)
+		}
+	}
+	for portable, native := range h.Portable {
+		req, err := provider.Resolve(caps, h.NodeID(1), portable, nil)
+		if err != nil {
+			t.Errorf("portable %q: %v", portable, err)
+			continue
+		}
+		if req.Action != native {
+			t.Errorf("portable %q became %q, want %q", portable, req.Action, native)
+		}
+	}
+	_, err := provider.Resolve(caps, h.NodeID(1), "no_such_action", nil)
+	if pe := provider.AsError(err); pe == nil || pe.Reason != v1alpha1.ReasonUnsupportedAction || !strings.Contains(pe.Message, caps.Names()[0]) {
+		t.Errorf("unknown action: got %v, want UnsupportedAction listing the supported actions", err)
+	}
+}
+
+func (h Harness) testActions(t *testing.T) {
+	for name, ac := range h.Actions {
+		t.Run(name, func(t *testing.T) {
+			e := h.newEnv(t, 20*time.Millisecond)
+			id := h.NodeID(1)
+			e.addVM(id, ac.Prepare)
+			req := provider.Request{NodeID: id, Action: name, Parameters: ac.Parameters}
+			if err := e.driver.Validate(req); err != nil {
+				t.Fatalf("Validate: %v", err)
+			}
+			st := h.runToEnd(t, e, req)
+			if st.State != provider.StateSucceeded {
+				t.Fatalf("ended %s (%s): %s", st.State, st.Reason, st.Message)
+			}
+			want := ac.Reasons
+			if len(want) == 0 {
+				want = []string{v1alpha1.ReasonCompleted}
+			}
+			if !contains(want, st.Reason) {
+				t.Errorf("reason %q, want one of %v (message %q)", st.Reason, want, st.Message)
+			}
+			if n := e.cloud.ActionCalls(id); n != 1 {
+				t.Errorf("%d action calls logged, want exactly 1", n)
+			}
+			if ac.Check != nil {
+				vm, _ := e.cloud.VM(id)
+				ac.Check(t, vm)
+			}
+		})
+	}
+}
+
+// runToEnd submits and polls until the action ends.
+func (h Harness) runToEnd(t *testing.T, e *env, req provider.Request) provider.ActionStatus {
+	t.Helper()
+	ctx := context.Background()
+	sub, err := e.driver.Submit(ctx, req)
+	if err != nil {
+		t.Fatalf("Submit: %v", err)
+	}
+	if sub.Done != nil {
+		return *sub.Done
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		st, err := e.driver.Status(ctx, sub)
+		if err != nil {
+			t.Fatalf("Status: %v", err)
+		}
+		if st.State != provider.StateInProgress {
+			return st
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("action did not end within 10s")
+	return provider.ActionStatus{}
+}
+
+func (h Harness) testPortable(t *testing.T) {
+	for portable, native := range h.Portable {
+		t.Run(portable, func(t *testing.T) {
+			e := h.newEnv(t, 20*time.Millisecond)
+			id := h.NodeID(1)
+			ac := h.Actions[native]
+			e.addVM(id, ac.Prepare)
+			req, err := provider.Resolve(e.driver.Capabilities(), id, portable, &ac.Parameters)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := h.runToEnd(t, e, req)
+			if st.State != provider.StateSucceeded {
+				t.Fatalf("portable %s (native %s) ended %s: %s", portable, native, st.State, st.Message)
+			}
+		})
+	}
+}
+
+func (h Harness) testProbe(t *testing.T) {
+	e := h.newEnv(t, 0)
+	if err := e.driver.Probe(context.Background()); err != nil {
+		t.Fatalf("Probe with good credentials: %v", err)
+	}
+	if e.cloud.CountRequests(nil) == 0 {
+		t.Fatal("Probe made no request")
+	}
+}
+
+func (h Harness) testMissingParameter(t *testing.T) {
+	e := h.newEnv(t, 0)
+	req := h.MissingParameter
+	req.NodeID = h.NodeID(1)
+	e.addVM(req.NodeID, nil)
+	_, err := e.driver.Submit(context.Background(), req)
+	expectTerminal(t, err, v1alpha1.ReasonInvalidParameters)
+	if n := e.cloud.CountRequests(nil); n != 0 {
+		t.Errorf("a request with a missing parameter made %d provider requests, want 0", n)
+	}
+}
+
+func (h Harness) testRejected(t *testing.T) {
+	e := h.newEnv(t, 0)
+	req := h.Rejected
+	req.NodeID = h.NodeID(1)
+	e.addVM(req.NodeID, h.RejectedPrepare)
+	if err := e.driver.Validate(req); err != nil {
+		t.Fatalf("the Rejected case must pass the driver's checks: %v", err)
+	}
+	_, err := e.driver.Submit(context.Background(), req)
+	pe := expectKind(t, err, provider.Terminal)
+	if pe != nil && !strings.Contains(pe.Message, h.RejectedMessage) {
+		t.Errorf("message %q does not carry the provider's words %q", pe.Message, h.RejectedMessage)
+	}
+	if n := e.cloud.ActionCalls(req.NodeID); n != 1 {
+		t.Errorf("%d action calls, want 1", n)
+	}
+}
+
+func (h Harness) testUnknownNode(t *testing.T) {
+	e := h.newEnv(t, 0)
+	req := provider.Request{NodeID: h.NodeID(99), Action: h.LookupAction.Action, Parameters: h.LookupAction.Parameters}
+	_, err := e.driver.Submit(context.Background(), req)
+	expectTerminal(t, err, v1alpha1.ReasonNodeNotFound)
+}
+
+func (h Harness) testInvalidNodeID(t *testing.T) {
+	e := h.newEnv(t, 0)
+	for _, id := range []string{"1/../../v2/account", "../actions", "a b", "%2e%2e", ""} {
+		req := provider.Request{NodeID: id, Action: h.LookupAction.Action, Parameters: h.LookupAction.Parameters}
+		_, err := e.driver.Submit(context.Background(), req)
+		expectTerminal(t, err, v1alpha1.ReasonInvalidNodeID)
+		_, err = e.driver.Lookup(context.Background(), req, time.Now())
+		if err == nil {
+			t.Errorf("Lookup accepted node id %q", id)
+		}
+	}
+	if n := e.cloud.CountRequests(nil); n != 0 {
+		t.Errorf("invalid node ids made %d provider requests: %+v", n, e.cloud.Log())
+	}
+}
+
+func (h Harness) testBadCredentials(t *testing.T) {
+	cloud := fakecloud.New(fakecloud.Options{})
+	server := httptest.NewServer(cloud.Handler())
+	defer server.Close()
+	cfg := h.Configure(server.URL, fakecloud.DefaultCredentials())
+	cfg.Type = h.Type
+	cfg.Credentials = h.BadCredentials(cfg.Credentials)
+	client, _ := provider.NewHTTPClient(provider.ClientOptions{Gate: provider.NewGate(100000, 1000), Timeout: 5 * time.Second})
+	cfg.HTTPClient = client
+	d, err := h.New(cfg)
+	if err != nil {
+		// Refusing to build is fine only for credentials it can see are wrong.
+		expectTerminal(t, err, v1alpha1.ReasonCredentialsError)
+		return
+	}
+	id := h.NodeID(1)
+	cloud.AddVM(fakecloud.VM{ID: id})
+	expectTerminal(t, d.Probe(context.Background()), v1alpha1.ReasonAuthFailed)
+	_, err = d.Submit(context.Background(), provider.Request{NodeID: id, Action: h.LookupAction.Action, Parameters: h.LookupAction.Parameters})
+	expectTerminal(t, err, v1alpha1.ReasonAuthFailed)
+	if n := cloud.AcceptedActions(id); n != 0 {
+		t.Errorf("bad credentials started %d actions", n)
+	}
+}
+
+func (h Harness) testProviderFailure(t *testing.T) {
+	e := h.newEnv(t, 20*time.Millisecond)
+	req := h.FailingAction
+	req.NodeID = h.NodeID(1)
+	const reason = "hypervisor refused the operation"
+	e.addVM(req.NodeID, func(vm *fakecloud.VM) { vm.FailNext = reason })
+	ctx := context.Background()
+	sub, err := e.driver.Submit(ctx, req)
+	var st provider.ActionStatus
+	switch {
+	case err != nil:
+		pe := expectKind(t, err, provider.Terminal)
+		if pe != nil && !strings.Contains(pe.Message, reason) {
+			t.Errorf("error %q does not carry the provider's reason %q", pe.Message, reason)
+		}
+		return
+	case sub.Done != nil:
+		st = *sub.Done
+	default:
+		deadline := time.Now().Add(10 * time.Second)
+		for st.State == "" || st.State == provider.StateInProgress {
+			if time.Now().After(deadline) {
+				t.Fatal("failed action did not end")
+			}
+			time.Sleep(10 * time.Millisecond)
+			if st, err = e.driver.Status(ctx, sub); err != nil {
+				t.Fatalf("Status: %v", err)
+			}
+		}
+	}
+	if st.State != provider.StateFailed || st.Reason != v1alpha1.ReasonProviderFailed {
+		t.Fatalf("got %s/%s, want Failed/ProviderFailed", st.State, st.Reason)
+	}
+	if !strings.Contains(st.Message, reason) && !strings.Contains(strings.ToLower(st.Message), "errored") && !strings.Contains(strings.ToLower(st.Message), "fail") {
+		t.Errorf("message %q says nothing of the failure", st.Message)
+	}
+}
+
+func (h Harness) testLookup(t *testing.T) {
+	e := h.newEnv(t, time.Second)
+	ctx := context.Background()
+	req := h.LookupAction
+	req.NodeID = h.NodeID(1)
+	e.addVM(req.NodeID, h.LookupPrepare)
+	since := time.Now()
+
+	// Nothing submitted yet: the provider must not invent an action.
+	found, err := e.driver.Lookup(ctx, req, since)
+	if err == nil && found != nil {
+		t.Fatalf("Lookup before any submission found %+v", found)
+	}
+
+	sub, err := e.driver.Submit(ctx, req)
+	if err != nil {
+		t.Fatalf("Submit: %v", err)
+	}
+	found, err = e.driver.Lookup(ctx, req, since)
+	if err != nil {
+		t.Fatalf("Lookup after submission: %v", err)
+	}
+	if found == nil {
+		t.Fatal("Lookup did not find the submitted action")
+	}
+	if !h.LookupByState && found.ActionID != sub.ActionID {
+		t.Errorf("Lookup found action %q, submitted %q", found.ActionID, sub.ActionID)
+	}
+	if n := e.cloud.AcceptedActions(req.NodeID); n != 1 {
+		t.Errorf("%d actions started, want 1 (Lookup must not submit)", n)
+	}
+
+	if h.UnknowableAction != nil {
+		u := *h.UnknowableAction
+		u.NodeID = h.NodeID(2)
+		e.addVM(u.NodeID, nil)
+		_, err := e.driver.Lookup(ctx, u, time.Now())
+		expectTerminal(t, err, v1alpha1.ReasonSubmissionUnknown)
+	}
+}
+
+func (h Harness) testRateLimited(t *testing.T) {
+	e := h.newEnv(t, 0)
+	req := h.LookupAction
+	req.NodeID = h.NodeID(1)
+	e.addVM(req.NodeID, h.LookupPrepare)
+	e.cloud.InjectFault(fakecloud.Fault{ActionOnly: true, Mode: fakecloud.Reject, Status: 429, RetryAfter: 7, Times: 1})
+	_, err := e.driver.Submit(context.Background(), req)
+	pe := expectKind(t, err, provider.Retryable)
+	if pe != nil && (pe.Reason != v1alpha1.ReasonRateLimited || pe.RetryAfter != 7*time.Second) {
+		t.Errorf("got reason %s retryAfter %s, want RateLimited after 7s", pe.Reason, pe.RetryAfter)
+	}
+	if n := e.cloud.AcceptedActions(req.NodeID); n != 0 {
+		t.Errorf("a 429 started %d actions", n)
+	}
+}
+
+func (h Harness) testAmbiguous(t *testing.T) {
+	for _, mode := range []fakecloud.FaultMode{fakecloud.AcceptThenFail, fakecloud.AcceptThenDrop} {
+		t.Run(string(mode), func(t *testing.T) {
+			e := h.newEnv(t, time.Second)
+			req := h.LookupAction
+			req.NodeID = h.NodeID(1)
+			e.addVM(req.NodeID, h.LookupPrepare)
+			e.cloud.InjectFault(fakecloud.Fault{ActionOnly: true, Mode: mode, Status: 502, Times: 1})
+			since := time.Now()
+			_, err := e.driver.Submit(context.Background(), req)
+			expectKind(t, err, provider.Ambiguous)
+			if n := e.cloud.AcceptedActions(req.NodeID); n != 1 {
+				t.Fatalf("fakecloud accepted %d actions, want 1", n)
+			}
+			found, err := e.driver.Lookup(context.Background(), req, since)
+			if err != nil || found == nil {
+				t.Fatalf("Lookup after a lost answer: %v, %v; want the accepted action", found, err)
+			}
+		})
+	}
+}
+
+func (h Harness) testRefused(t *testing.T) {
+	e := h.newEnv(t, 0)
+	e.server.Close()
+	req := h.LookupAction
+	req.NodeID = h.NodeID(1)
+	_, err := e.driver.Submit(context.Background(), req)
+	expectKind(t, err, provider.Retryable)
+}
+
+func (h Harness) testNoSecretsInErrors(t *testing.T) {
+	e := h.newEnv(t, 0)
+	var msgs []string
+	collect := func(err error) {
+		if err != nil {
+			msgs = append(msgs, err.Error())
+		}
+	}
+	req := h.LookupAction
+	req.NodeID = h.NodeID(5)
+	_, err := e.driver.Submit(context.Background(), req) // unknown node
+	collect(err)
+	e.cloud.InjectFault(fakecloud.Fault{Mode: fakecloud.AcceptThenDrop})
+	e.addVM(req.NodeID, h.LookupPrepare)
+	_, err = e.driver.Submit(context.Background(), req)
+	collect(err)
+	collect(e.driver.Probe(context.Background()))
+	e.server.Close()
+	_, err = e.driver.Submit(context.Background(), req)
+	collect(err)
+	collect(e.driver.Probe(context.Background()))
+	if len(msgs) < 3 {
+		t.Fatalf("expected errors to inspect, got %d", len(msgs))
+	}
+	for _, m := range msgs {
+		for k, v := range e.cfg.Credentials {
+			if len(v) >= 4 && strings.Contains(m, string(v)) {
+				t.Errorf("error %q shows the credential %q", m, k)
+			}
+		}
+	}
+}
+
+func expectKind(t *testing.T, err error, kind provider.Kind) *provider.Error {
+	t.Helper()
+	var pe *provider.Error
+	if !errors.As(err, &pe) {
+		t.Errorf("got %v (%T), want a %s provider error", err, err, kind)
+		return nil
+	}
+	if pe.Kind != kind {
+		t.Errorf("got %s error %v, want %s", pe.Kind, pe, kind)
+	}
+	return pe
+}
+
+func expectTerminal(t *testing.T, err error, reason string) {
+	t.Helper()
+	if pe := expectKind(t, err, provider.Terminal); pe != nil && pe.Reason != reason {
+		t.Errorf("got reason %s (%v), want %s", pe.Reason, pe, reason)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

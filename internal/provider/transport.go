@@ -1,0 +1,265 @@
+package provider
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/nodeaction/nodeaction-operator/api/v1alpha1"
+)
+
+// Gate is one Provider's request budget: the client-side limiter and the
+// time until which the provider told us (429) to stay away. Submissions and
+// polls share it. It outlives driver rebuilds (new credentials, new spec).
+type Gate struct {
+	limiter *rate.Limiter
+
+	mu           sync.Mutex
+	blockedUntil time.Time
+}
+
+// NewGate returns a gate allowing perMinute requests a minute with the given burst.
+func NewGate(perMinute, burst int) *Gate {
+	return &Gate{limiter: rate.NewLimiter(rate.Limit(float64(perMinute)/60), burst)}
+}
+
+// SetLimit changes the budget in place, keeping the tokens already spent.
+func (g *Gate) SetLimit(perMinute, burst int) {
+	g.limiter.SetLimit(rate.Limit(float64(perMinute) / 60))
+	g.limiter.SetBurst(burst)
+}
+
+// Block keeps every request away until t (a provider's Retry-After).
+func (g *Gate) Block(t time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if t.After(g.blockedUntil) {
+		g.blockedUntil = t
+	}
+}
+
+// admit takes a request slot: it waits up to maxWait for one, and otherwise
+// says how long the caller should come back after, without sending.
+func (g *Gate) admit(ctx context.Context, now time.Time, maxWait time.Duration) (time.Duration, error) {
+	g.mu.Lock()
+	blocked := g.blockedUntil.Sub(now)
+	g.mu.Unlock()
+	if blocked > 0 {
+		return blocked, nil
+	}
+	r := g.limiter.ReserveN(now, 1)
+	if !r.OK() {
+		return time.Minute, nil
+	}
+	delay := r.DelayFrom(now)
+	if delay > maxWait {
+		r.CancelAt(now)
+		return delay, nil
+	}
+	if delay > 0 {
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			r.Cancel()
+			return 0, ctx.Err()
+		}
+	}
+	return 0, nil
+}
+
+// ClientOptions builds the HTTP client every driver of one Provider uses.
+type ClientOptions struct {
+	// Type labels metrics.
+	Type string
+	// CABundle is PEM, trusted in addition to the system roots.
+	CABundle []byte
+	// Gate is the Provider's request budget.
+	Gate *Gate
+	// MaxWait is how long a request may wait for the budget before it is
+	// handed back as RateLimited (so reconcile workers never block long).
+	MaxWait time.Duration
+	// Timeout bounds one request.
+	Timeout time.Duration
+	// Observe, when set, is told of every response (metrics).
+	Observe func(providerType, method string, code int, d time.Duration)
+}
+
+// NewHTTPClient returns a client with TLS verification on, the gate in
+// front and transport errors classified as Retryable (nothing was sent) or
+// Ambiguous (the request went out and no answer came back).
+func NewHTTPClient(opts ClientOptions) (*http.Client, error) {
+	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12}
+	if len(opts.CABundle) > 0 {
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(opts.CABundle) {
+			return nil, NewTerminal(v1alpha1.ReasonInvalidConfig, "spec.caBundle holds no PEM certificate")
+		}
+		tlsConfig.RootCAs = pool
+	}
+	base := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:       tlsConfig,
+		TLSHandshakeTimeout:   10 * time.Second,
+		MaxIdleConns:          100,
+		MaxIdleConnsPerHost:   32,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		ForceAttemptHTTP2:     true,
+	}
+	timeout := opts.Timeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	maxWait := opts.MaxWait
+	if maxWait == 0 {
+		maxWait = 2 * time.Second
+	}
+	return &http.Client{
+		Timeout: timeout,
+		Transport: &transport{
+			base: base, gate: opts.Gate, maxWait: maxWait,
+			typ: opts.Type, observe: opts.Observe,
+		},
+		// Redirects could carry credentials to another host; providers do not use them.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}, nil
+}
+
+type transport struct {
+	base    http.RoundTripper
+	gate    *Gate
+	maxWait time.Duration
+	typ     string
+	observe func(providerType, method string, code int, d time.Duration)
+}
+
+func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if t.gate != nil {
+		wait, err := t.gate.admit(req.Context(), time.Now(), t.maxWait)
+		if err != nil {
+			return nil, &Error{Kind: Retryable, Reason: v1alpha1.ReasonRetrying, Message: "request cancelled while waiting for the rate limit", Err: err}
+		}
+		if wait > 0 {
+			return nil, &Error{Kind: Retryable, Reason: v1alpha1.ReasonRateLimited, RetryAfter: wait,
+				Message: fmt.Sprintf("client-side rate limit: next request slot in %s", wait.Round(time.Second))}
+		}
+	}
+
+	var mu sync.Mutex
+	var wrote bool
+	trace := &httptrace.ClientTrace{WroteRequest: func(info httptrace.WroteRequestInfo) {
+		mu.Lock()
+		wrote = info.Err == nil
+		mu.Unlock()
+	}}
+	start := time.Now()
+	resp, err := t.base.RoundTrip(req.WithContext(httptrace.WithClientTrace(req.Context(), trace)))
+	if err != nil {
+		mu.Lock()
+		sent := wrote
+		mu.Unlock()
+		if t.observe != nil {
+			t.observe(t.typ, req.Method, 0, time.Since(start))
+		}
+		return nil, TransportError(err, sent)
+	}
+	if t.observe != nil {
+		t.observe(t.typ, req.Method, resp.StatusCode, time.Since(start))
+	}
+	if resp.StatusCode == http.StatusTooManyRequests && t.gate != nil {
+		t.gate.Block(time.Now().Add(RetryAfter(resp.Header, time.Now())))
+	}
+	return resp, nil
+}
+
+// TransportError classifies an error from sending a request: nothing sent is
+// Retryable; sent without an answer is Ambiguous.
+func TransportError(err error, sent bool) *Error {
+	var pe *Error
+	if errors.As(err, &pe) {
+		return pe
+	}
+	msg := Redact(err.Error())
+	if !sent {
+		return &Error{Kind: Retryable, Reason: v1alpha1.ReasonRetrying, Message: "request not sent: " + msg, Err: err}
+	}
+	return &Error{Kind: Ambiguous, Reason: v1alpha1.ReasonRetrying, Message: "request sent but no answer: " + msg, Err: err}
+}
+
+// RetryAfter reads how long a provider asked us to wait: Retry-After
+// (seconds or an HTTP date), else RateLimit-Reset (unix time, DigitalOcean),
+// else one second.
+func RetryAfter(h http.Header, now time.Time) time.Duration {
+	if v := h.Get("Retry-After"); v != "" {
+		if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && s >= 0 {
+			return time.Duration(s) * time.Second
+		}
+		if t, err := http.ParseTime(v); err == nil {
+			return max(t.Sub(now), 0)
+		}
+	}
+	if v := h.Get("Ratelimit-Reset"); v != "" {
+		if s, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
+			if d := time.Unix(s, 0).Sub(now); d > 0 {
+				return d
+			}
+		}
+	}
+	return time.Second
+}
+
+var queryPattern = regexp.MustCompile(`\?[^\s"']*`)
+
+// Redact removes query strings (E2E puts its API key there) from text that
+// may quote a URL.
+func Redact(s string) string {
+	return queryPattern.ReplaceAllString(s, "?<redacted>")
+}
+
+// CheckEndpoint refuses anything but https, except plain http to a
+// loopback address (local testing, fakecloud).
+func CheckEndpoint(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return NewTerminal(v1alpha1.ReasonInvalidConfig, fmt.Sprintf("endpoint %q is not a URL", Redact(raw)))
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if isLoopback(u.Hostname()) {
+			return nil
+		}
+		return NewTerminal(v1alpha1.ReasonInvalidConfig,
+			fmt.Sprintf("endpoint %s uses plain http; only https is allowed except to a loopback address", Redact(raw)))
+	default:
+		return NewTerminal(v1alpha1.ReasonInvalidConfig, fmt.Sprintf("endpoint %q must be an https URL", Redact(raw)))
+	}
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,65 @@
+package provider
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/nodeaction/nodeaction-operator/api/v1alpha1"
+)
+
+// Names lists every action name a driver accepts: its native names and the
+// portable names it maps, sorted.
+func (c Capabilities) Names() []string {
+	names := make([]string, 0, len(c.Actions)+len(c.Portable))
+	for n := range c.Actions {
+		names = append(names, n)
+	}
+	for n := range c.Portable {
+		if _, native := c.Actions[n]; !native {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Resolve turns a NodeAction's action and parameters into the native
+// request a driver runs. A native name wins over a portable one. An action
+// the driver lacks is a Terminal UnsupportedAction error listing the ones it
+// has.
+func Resolve(c Capabilities, nodeID, action string, params *v1alpha1.ActionParameters) (Request, error) {
+	req := Request{NodeID: nodeID, Action: action}
+	if params != nil {
+		req.Parameters = *params.DeepCopy()
+	}
+	if _, ok := c.Actions[action]; ok {
+		return req, nil
+	}
+	if n, ok := c.Portable[action]; ok {
+		req.Action = n.Action
+		if n.Recover != nil {
+			req.Parameters.Recover = n.Recover.DeepCopy()
+		}
+		return req, nil
+	}
+	return Request{}, NewTerminal(v1alpha1.ReasonUnsupportedAction,
+		fmt.Sprintf("this provider has no action %q; it supports: %s", action, strings.Join(c.Names(), ", ")))
+}
+
+// Describe names the native action a request sends, with its operation
+// where the API has one ("recover REBOOT SOFT").
+func Describe(r Request) string {
+	if r.Action == "recover" && r.Parameters.Recover != nil {
+		op := strings.ToUpper(r.Parameters.Recover.Operation)
+		if op == "REBOOT" {
+			t := strings.ToUpper(r.Parameters.Recover.RebootType)
+			if t == "" {
+				t = "HARD"
+			}
+			return "recover " + op + " " + t
+		}
+		return "recover " + op
+	}
+	return r.Action
+}
