@@ -48,9 +48,9 @@ const (
 	ReasonSubmissionUnknown    = "SubmissionUnknown"
 
 	// Provider only.
-	ReasonProbeSucceeded     = "ProbeSucceeded"
-	ReasonSecretNotFound     = "SecretNotFound"
-	ReasonInvalidConfig      = "InvalidConfig"
+	ReasonProbeSucceeded      = "ProbeSucceeded"
+	ReasonSecretNotFound      = "SecretNotFound"
+	ReasonInvalidConfig       = "InvalidConfig"
 	ReasonEndpointUnreachable = "EndpointUnreachable"
 )
 
