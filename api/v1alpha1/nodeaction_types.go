@@ -288,6 +288,10 @@ type NodeActionStatus struct {
 	// +optional
 	ProviderActionID string `json:"providerActionID,omitempty"`
 
+	// providerStartTime is when the provider says the action started.
+	// +optional
+	ProviderStartTime *metav1.Time `json:"providerStartTime,omitempty"`
+
 	// attemptID identifies the current submission attempt. It is recorded
 	// before the provider is called.
 	// +optional
@@ -296,6 +300,11 @@ type NodeActionStatus struct {
 	// attempts counts provider submissions (calls that may have reached the provider).
 	// +optional
 	Attempts int32 `json:"attempts,omitempty"`
+
+	// failedAttempts counts accepted actions the provider reported failed
+	// in this run (compared with spec.backoffLimit).
+	// +optional
+	FailedAttempts int32 `json:"failedAttempts,omitempty"`
 
 	// startTime is when the operator started this run.
 	// +optional

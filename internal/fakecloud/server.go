@@ -100,11 +100,14 @@ type call struct {
 func (c *Cloud) serve(w http.ResponseWriter, r *http.Request, k call, handle func() reply) {
 	entry := Request{Time: c.now().UTC(), Skin: k.skin, Method: r.Method, Path: r.URL.EscapedPath(),
 		Query: r.URL.RawQuery, ActionCall: k.action, VMID: k.vmID}
-	defer func() {
+	// The entry is logged before the client can see any answer, so a test
+	// that reacts to the answer (or to a dropped connection) finds it.
+	record := func(status int) {
+		entry.Status = status
 		c.mu.Lock()
 		c.log = append(c.log, entry)
 		c.mu.Unlock()
-	}()
+	}
 
 	c.mu.Lock()
 	f := c.matchFaultLocked(k.skin, r, k.action)
@@ -114,15 +117,18 @@ func (c *Cloud) serve(w http.ResponseWriter, r *http.Request, k call, handle fun
 		select {
 		case <-time.After(f.Latency):
 		case <-r.Context().Done():
+			record(0)
 			return
 		}
 	}
 	if f != nil {
 		switch f.Mode {
 		case Reject:
-			entry.Status = c.writeFault(w, f)
+			record(faultStatus(f))
+			c.writeFault(w, f)
 			return
 		case DropBeforeAccept:
+			record(0)
 			dropConnection(w)
 			return
 		}
@@ -133,21 +139,26 @@ func (c *Cloud) serve(w http.ResponseWriter, r *http.Request, k call, handle fun
 	if f != nil {
 		switch f.Mode {
 		case AcceptThenFail:
-			entry.Status = c.writeFault(w, f)
+			record(faultStatus(f))
+			c.writeFault(w, f)
 			return
 		case AcceptThenDrop:
+			record(0)
 			dropConnection(w)
 			return
 		case AcceptThenHold:
+			record(rep.status)
 			f.held <- struct{}{}
 			select {
 			case <-f.release:
 			case <-r.Context().Done():
 				return
 			}
+			writeReply(w, rep)
+			return
 		}
 	}
-	entry.Status = rep.status
+	record(rep.status)
 	writeReply(w, rep)
 }
 
@@ -161,11 +172,15 @@ func writeReply(w http.ResponseWriter, rep reply) {
 	_, _ = w.Write(rep.body)
 }
 
-func (c *Cloud) writeFault(w http.ResponseWriter, f *Fault) int {
-	status := f.Status
-	if status == 0 {
-		status = http.StatusInternalServerError
+func faultStatus(f *Fault) int {
+	if f.Status == 0 {
+		return http.StatusInternalServerError
 	}
+	return f.Status
+}
+
+func (c *Cloud) writeFault(w http.ResponseWriter, f *Fault) {
+	status := faultStatus(f)
 	if f.RetryAfter > 0 {
 		w.Header().Set("Retry-After", itoa(f.RetryAfter))
 	}
@@ -176,7 +191,6 @@ func (c *Cloud) writeFault(w http.ResponseWriter, f *Fault) int {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = w.Write([]byte(body))
-	return status
 }
 
 // dropConnection closes the connection without an answer.
@@ -250,6 +264,11 @@ func splitPath(escaped string) []string {
 func (c *Cloud) skins() map[string]skinHandler {
 	return map[string]skinHandler{
 		"digitalocean": c.serveDigitalOcean,
+		"openscaler":   c.serveOpenScaler,
+		"e2e":          c.serveE2E,
+		"senlin":       c.serveSenlin,
+		"identity":     c.serveKeystone,
+		"cloudsfor":    c.serveCloudsFor,
 	}
 }
 

@@ -8,7 +8,11 @@ import (
 
 	"github.com/nodeaction/nodeaction-operator/api/v1alpha1"
 	"github.com/nodeaction/nodeaction-operator/internal/provider"
+	"github.com/nodeaction/nodeaction-operator/internal/provider/cloudsfor"
 	"github.com/nodeaction/nodeaction-operator/internal/provider/digitalocean"
+	"github.com/nodeaction/nodeaction-operator/internal/provider/e2e"
+	"github.com/nodeaction/nodeaction-operator/internal/provider/openscaler"
+	"github.com/nodeaction/nodeaction-operator/internal/provider/senlin"
 )
 
 // Entry is one provider type.
@@ -18,10 +22,17 @@ type Entry struct {
 	// RequestsPerMinute is the default client-side budget, under what the
 	// provider publishes (or a conservative guess where it publishes none).
 	RequestsPerMinute int
+	// DefaultEndpoint is used when spec.endpoint is empty ("" where the
+	// endpoint is discovered, as Senlin's is from the Keystone catalog).
+	DefaultEndpoint string
 }
 
 var drivers = map[v1alpha1.ProviderType]Entry{
+	v1alpha1.ProviderCloudsFor:    {New: cloudsfor.New, RequestsPerMinute: cloudsfor.RequestsPerMinute},
 	v1alpha1.ProviderDigitalOcean: {New: digitalocean.New, RequestsPerMinute: digitalocean.RequestsPerMinute},
+	v1alpha1.ProviderE2E:          {New: e2e.New, RequestsPerMinute: e2e.RequestsPerMinute},
+	v1alpha1.ProviderOpenScaler:   {New: openscaler.New, RequestsPerMinute: openscaler.RequestsPerMinute},
+	v1alpha1.ProviderSenlin:       {New: senlin.New, RequestsPerMinute: senlin.RequestsPerMinute},
 }
 
 // Lookup returns the entry for a provider type.

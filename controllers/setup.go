@@ -1,0 +1,100 @@
+// Package controllers holds the Provider and NodeAction reconcilers.
+package controllers
+
+import (
+	"context"
+
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/nodeaction/nodeaction-operator/api/v1alpha1"
+)
+
+// Field indexes on NodeActions.
+const (
+	indexProvider     = "spec.providerRef.name"
+	indexProviderNode = "spec.providerRef.name+nodeID"
+)
+
+func providerNodeKey(na *v1alpha1.NodeAction) string {
+	return na.Spec.ProviderRef.Name + "/" + na.Spec.NodeID
+}
+
+// SetupWithManager registers the controller, its indexes and watches:
+//   - NodeActions themselves, on spec or annotation changes (status writes
+//     are the controller's own and do not need a reconcile);
+//   - Providers, so NodeActions waiting for one move when it appears or changes;
+//   - NodeActions that finish, so those queued behind them on the same node move.
+func (r *NodeActionReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
+	ctx := context.Background()
+	idx := mgr.GetFieldIndexer()
+	if err := idx.IndexField(ctx, &v1alpha1.NodeAction{}, indexProvider, func(o client.Object) []string {
+		return []string{o.(*v1alpha1.NodeAction).Spec.ProviderRef.Name}
+	}); err != nil {
+		return err
+	}
+	if err := idx.IndexField(ctx, &v1alpha1.NodeAction{}, indexProviderNode, func(o client.Object) []string {
+		return []string{providerNodeKey(o.(*v1alpha1.NodeAction))}
+	}); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&v1alpha1.NodeAction{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		Watches(&v1alpha1.Provider{}, handler.EnqueueRequestsFromMapFunc(r.waitingOnProvider),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&v1alpha1.NodeAction{}, handler.EnqueueRequestsFromMapFunc(r.queuedOnNode),
+			builder.WithPredicates(finishedPredicate())).
+		WithOptions(opts).
+		Named("nodeaction").
+		Complete(r)
+}
+
+// waitingOnProvider maps a Provider to its unfinished NodeActions.
+func (r *NodeActionReconciler) waitingOnProvider(ctx context.Context, o client.Object) []reconcile.Request {
+	list := &v1alpha1.NodeActionList{}
+	if err := r.Client.List(ctx, list, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexProvider: o.GetName()}); err != nil {
+		return nil
+	}
+	return unfinished(list)
+}
+
+// queuedOnNode maps a NodeAction to the unfinished ones on the same node.
+func (r *NodeActionReconciler) queuedOnNode(ctx context.Context, o client.Object) []reconcile.Request {
+	na := o.(*v1alpha1.NodeAction)
+	list := &v1alpha1.NodeActionList{}
+	if err := r.Client.List(ctx, list, client.InNamespace(na.Namespace), client.MatchingFields{indexProviderNode: providerNodeKey(na)}); err != nil {
+		return nil
+	}
+	return unfinished(list)
+}
+
+func unfinished(list *v1alpha1.NodeActionList) []reconcile.Request {
+	var out []reconcile.Request
+	for i := range list.Items {
+		if !list.Items[i].Status.Phase.Finished() {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+		}
+	}
+	return out
+}
+
+// finishedPredicate passes a NodeAction's update when it finished, and its deletion.
+func finishedPredicate() predicate.Funcs {
+	return predicate.Funcs{
+		CreateFunc:  func(event.CreateEvent) bool { return false },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+		DeleteFunc:  func(event.DeleteEvent) bool { return true },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, ok1 := e.ObjectOld.(*v1alpha1.NodeAction)
+			n, ok2 := e.ObjectNew.(*v1alpha1.NodeAction)
+			return ok1 && ok2 && !o.Status.Phase.Finished() && n.Status.Phase.Finished()
+		},
+	}
+}

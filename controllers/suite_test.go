@@ -1,0 +1,310 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/nodeaction/nodeaction-operator/api/v1alpha1"
+	"github.com/nodeaction/nodeaction-operator/internal/drivercache"
+	"github.com/nodeaction/nodeaction-operator/internal/fakecloud"
+)
+
+// The suite runs against a real kube-apiserver and etcd (envtest, binaries
+// built by hack/build-controlplane.sh) and a fakecloud on loopback.
+var (
+	testScheme = runtime.NewScheme()
+	restConfig *rest.Config
+	k8s        client.Client // talks to the apiserver directly, no cache
+	cloud      *fakecloud.Cloud
+	cloudURL   string
+	nsCounter  atomic.Int64
+)
+
+// Timing used by every test manager: short, so tests are quick.
+const (
+	testRequestTimeout = 2 * time.Second
+	testPollInterval   = "100ms"
+)
+
+func TestMain(m *testing.M) {
+	utilruntime.Must(clientgoscheme.AddToScheme(testScheme))
+	utilruntime.Must(v1alpha1.AddToScheme(testScheme))
+	if os.Getenv("TEST_VERBOSE") != "" {
+		logf.SetLogger(zap.New(zap.UseDevMode(true), zap.WriteTo(os.Stderr)))
+	} else {
+		logf.SetLogger(zap.New(zap.WriteTo(ioDiscard{})))
+	}
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		assets, _ := filepath.Abs(filepath.Join("..", "bin", "k8s"))
+		if _, err := os.Stat(filepath.Join(assets, "kube-apiserver")); err != nil {
+			fmt.Fprintln(os.Stderr, "kube-apiserver not found: run `make controlplane` (or `make test`) first")
+			os.Exit(1)
+		}
+		os.Setenv("KUBEBUILDER_ASSETS", assets)
+	}
+	env := &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+	}
+	var err error
+	if restConfig, err = env.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "starting envtest:", err)
+		os.Exit(1)
+	}
+	if k8s, err = client.New(restConfig, client.Options{Scheme: testScheme}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	cloud = fakecloud.New(fakecloud.Options{ActionDuration: 300 * time.Millisecond})
+	server := httptest.NewServer(cloud.Handler())
+	cloudURL = server.URL
+
+	code := m.Run()
+	server.Close()
+	_ = env.Stop()
+	os.Exit(code)
+}
+
+type ioDiscard struct{}
+
+func (ioDiscard) Write(p []byte) (int, error) { return len(p), nil }
+
+// startManager runs the controllers in-process until the returned stop is
+// called (or the test ends).
+func startManager(t *testing.T) (stop func()) {
+	t.Helper()
+	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
+		Scheme:                 testScheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache:                  cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	drivers := drivercache.New(mgr.GetAPIReader(), drivercache.Options{RequestTimeout: testRequestTimeout, MaxRateWait: 200 * time.Millisecond})
+	opts := controller.Options{SkipNameValidation: ptr.To(true), MaxConcurrentReconciles: 4}
+	if err := (&ProviderReconciler{Client: mgr.GetClient(), Drivers: drivers, Recorder: mgr.GetEventRecorder("nodeaction-operator")}).SetupWithManager(mgr, opts); err != nil {
+		t.Fatal(err)
+	}
+	if err := (&NodeActionReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Drivers: drivers,
+		Recorder: mgr.GetEventRecorder("nodeaction-operator")}).SetupWithManager(mgr, opts); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := mgr.Start(ctx); err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	}()
+	var stopped atomic.Bool
+	stop = func() {
+		if stopped.CompareAndSwap(false, true) {
+			cancel()
+			<-done
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// newNamespace creates a namespace for one test.
+func newNamespace(t *testing.T) string {
+	t.Helper()
+	name := fmt.Sprintf("t%d-%s", nsCounter.Add(1), strings.ToLower(strings.NewReplacer("/", "-", "_", "-", " ", "-").Replace(t.Name())))
+	if len(name) > 50 {
+		name = name[:50]
+	}
+	name = strings.TrimRight(name, "-")
+	if err := k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+// providerSpec returns a Provider of a type pointed at fakecloud with the
+// demo credentials, and the Secret it needs.
+func providerFor(t *testing.T, ns, name string, typ v1alpha1.ProviderType) (*v1alpha1.Provider, *corev1.Secret) {
+	t.Helper()
+	creds := fakecloud.DefaultCredentials()
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-credentials"}, StringData: map[string]string{}}
+	spec := v1alpha1.ProviderSpec{
+		Type:                 typ,
+		CredentialsSecretRef: v1alpha1.SecretReference{Name: secret.Name},
+		PollInterval:         &metav1.Duration{Duration: mustDuration(testPollInterval)},
+	}
+	switch typ {
+	case v1alpha1.ProviderDigitalOcean:
+		spec.Endpoint = cloudURL + "/digitalocean"
+		secret.StringData["token"] = creds.DigitalOceanToken
+	case v1alpha1.ProviderOpenScaler:
+		spec.Endpoint = cloudURL + "/openscaler"
+		secret.StringData["token"] = creds.OpenScalerToken
+	case v1alpha1.ProviderCloudsFor:
+		spec.Endpoint = cloudURL + "/cloudsfor"
+		secret.StringData["username"] = creds.CloudsForUser
+		secret.StringData["password"] = creds.CloudsForPassword
+	case v1alpha1.ProviderE2E:
+		spec.Endpoint = cloudURL + "/e2e"
+		spec.Location = "Delhi"
+		secret.StringData["apiKey"] = creds.E2EAPIKey
+		secret.StringData["token"] = creds.E2EToken
+	case v1alpha1.ProviderSenlin:
+		spec.AuthURL = cloudURL + "/identity/v3"
+		spec.Region = "RegionOne"
+		secret.StringData["username"] = creds.KeystoneUser
+		secret.StringData["password"] = creds.KeystonePassword
+		secret.StringData["projectName"] = creds.KeystoneProject
+		secret.StringData["userDomainName"] = "Default"
+		secret.StringData["projectDomainName"] = "Default"
+	}
+	return &v1alpha1.Provider{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: spec}, secret
+}
+
+func mustDuration(s string) time.Duration {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		panic(err)
+	}
+	return d
+}
+
+// createProvider creates a Provider and its Secret.
+func createProvider(t *testing.T, ns, name string, typ v1alpha1.ProviderType) *v1alpha1.Provider {
+	t.Helper()
+	p, s := providerFor(t, ns, name, typ)
+	create(t, s)
+	create(t, p)
+	return p
+}
+
+func create(t *testing.T, o client.Object) {
+	t.Helper()
+	if err := k8s.Create(context.Background(), o); err != nil {
+		t.Fatalf("create %T %s: %v", o, o.GetName(), err)
+	}
+}
+
+// nodeAction builds a NodeAction.
+func nodeAction(ns, name, providerName, nodeID, action string) *v1alpha1.NodeAction {
+	return &v1alpha1.NodeAction{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: v1alpha1.NodeActionSpec{
+			ProviderRef: v1alpha1.ProviderReference{Name: providerName},
+			NodeID:      nodeID, Action: action,
+		},
+	}
+}
+
+// waitFor polls the object until cond holds, failing the test after timeout
+// with the object's last status.
+func waitFor[T client.Object](t *testing.T, obj T, timeout time.Duration, what string, cond func(T) bool) T {
+	t.Helper()
+	key := client.ObjectKeyFromObject(obj)
+	deadline := time.Now().Add(timeout)
+	for {
+		err := k8s.Get(context.Background(), key, obj)
+		if err == nil && cond(obj) {
+			return obj
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s on %s: last error %v, object status %s", timeout, what, key, err, statusOf(obj))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func statusOf(o client.Object) string {
+	switch v := o.(type) {
+	case *v1alpha1.NodeAction:
+		return fmt.Sprintf("%+v", v.Status)
+	case *v1alpha1.Provider:
+		return fmt.Sprintf("%+v", v.Status)
+	}
+	return ""
+}
+
+func condition(conds []metav1.Condition, typ string) *metav1.Condition {
+	return apimeta.FindStatusCondition(conds, typ)
+}
+
+// finished waits for a NodeAction to reach Succeeded or Failed.
+func finished(t *testing.T, na *v1alpha1.NodeAction, timeout time.Duration) *v1alpha1.NodeAction {
+	t.Helper()
+	return waitFor(t, na, timeout, "the action to finish", func(n *v1alpha1.NodeAction) bool { return n.Status.Phase.Finished() })
+}
+
+// expectReady asserts Ready=True with one of the reasons.
+func expectReady(t *testing.T, na *v1alpha1.NodeAction, reasons ...string) {
+	t.Helper()
+	c := condition(na.Status.Conditions, v1alpha1.ConditionReady)
+	if na.Status.Phase != v1alpha1.PhaseSucceeded || c == nil || c.Status != metav1.ConditionTrue {
+		t.Fatalf("want Succeeded with Ready=True, got phase %s, Ready %+v (message %q)", na.Status.Phase, c, na.Status.Message)
+	}
+	if len(reasons) > 0 && !contains(reasons, c.Reason) {
+		t.Fatalf("Ready reason %q, want one of %v", c.Reason, reasons)
+	}
+	if s := condition(na.Status.Conditions, v1alpha1.ConditionStalled); s != nil {
+		t.Errorf("a succeeded action has a Stalled condition: %+v", s)
+	}
+	if r := condition(na.Status.Conditions, v1alpha1.ConditionReconciling); r != nil {
+		t.Errorf("a succeeded action has a Reconciling condition: %+v", r)
+	}
+	if na.Status.ObservedGeneration != na.Generation {
+		t.Errorf("observedGeneration %d, generation %d", na.Status.ObservedGeneration, na.Generation)
+	}
+}
+
+// expectStalled asserts Failed with Stalled=True and the reason, and that
+// the message contains each of parts.
+func expectStalled(t *testing.T, na *v1alpha1.NodeAction, reason string, parts ...string) {
+	t.Helper()
+	s := condition(na.Status.Conditions, v1alpha1.ConditionStalled)
+	r := condition(na.Status.Conditions, v1alpha1.ConditionReady)
+	if na.Status.Phase != v1alpha1.PhaseFailed || s == nil || s.Status != metav1.ConditionTrue || r == nil || r.Status != metav1.ConditionFalse {
+		t.Fatalf("want Failed with Stalled=True and Ready=False, got phase %s, Stalled %+v, Ready %+v", na.Status.Phase, s, r)
+	}
+	if s.Reason != reason {
+		t.Fatalf("Stalled reason %q, want %q (message %q)", s.Reason, reason, s.Message)
+	}
+	for _, p := range parts {
+		if !strings.Contains(s.Message, p) {
+			t.Errorf("Stalled message %q does not contain %q", s.Message, p)
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

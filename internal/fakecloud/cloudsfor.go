@@ -1,0 +1,301 @@
+package fakecloud
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+)
+
+// CloudsFor wire types (PROVIDERS.md "cloudsfor", seed 002).
+//
+// Where the seed is silent this skin assumes, as PROVIDERS.md allows:
+//   - lists are {"actions": [...]} newest first, paginated as DigitalOcean
+//     does (page, per_page up to 200, links.pages, meta.total);
+//   - errors use a DigitalOcean-like envelope {"id": "...", "message": "..."}:
+//     401 unauthorized, 404 not_found, 422 unprocessable_entity (invalid
+//     parameters, resize of a running VM, or another action still pending);
+//   - started_at carries milliseconds ("2015-01-14T16:31:00.000Z", still
+//     ISO 8601), so two actions of one type on one VM can be told apart;
+//   - VM memory and disk are in GB and vcpus a count, the units resize takes.
+
+// cfAction is a VM actions object. Its id is the VM's id, not an action id.
+type cfAction struct {
+	ID           string  `json:"id"`
+	Status       string  `json:"status"`
+	Type         string  `json:"type"`
+	StartedAt    string  `json:"started_at"`
+	CompletedAt  *string `json:"completed_at"`
+	ResourceType string  `json:"resource_type"`
+	Region       string  `json:"region"`
+}
+
+type cfVM struct {
+	ID     string `json:"id"`
+	Name   string `json:"name"`
+	Status string `json:"status"`
+	Locked bool   `json:"locked"`
+	Memory int    `json:"memory"`
+	VCPUs  int    `json:"vcpus"`
+	Disk   int    `json:"disk"`
+	Image  string `json:"image"`
+	Region string `json:"region"`
+}
+
+type cfError struct {
+	ID      string `json:"id"`
+	Message string `json:"message"`
+}
+
+type cfLinks struct {
+	Pages map[string]string `json:"pages,omitempty"`
+}
+
+type cfMeta struct {
+	Total int `json:"total"`
+}
+
+// cfTimeFormat is ISO 8601 with milliseconds, in UTC.
+const cfTimeFormat = "2006-01-02T15:04:05.000Z07:00"
+
+func cfErr(status int, id, msg string) reply {
+	return jsonReply(status, cfError{ID: id, Message: msg})
+}
+
+func cfNotFound() reply {
+	return cfErr(http.StatusNotFound, "not_found", "The resource you were accessing could not be found.")
+}
+
+func cfUnprocessable(msg string) reply {
+	return cfErr(http.StatusUnprocessableEntity, "unprocessable_entity", msg)
+}
+
+// serveCloudsFor routes /cloudsfor/api/v1/...
+func (c *Cloud) serveCloudsFor(w http.ResponseWriter, r *http.Request, segs []string) {
+	k := call{skin: "cloudsfor"}
+	var handle func() reply
+	api := len(segs) >= 3 && segs[0] == "api" && segs[1] == "v1"
+	switch {
+	case api && len(segs) == 5 && segs[2] == "vms" && segs[4] == "actions" && r.Method == http.MethodPost:
+		k.vmID, k.action = segs[3], true
+		body := readBody(r)
+		handle = func() reply { return c.cfPostAction(segs[3], body) }
+	case api && len(segs) == 5 && segs[2] == "vms" && segs[4] == "actions" && r.Method == http.MethodGet:
+		k.vmID = segs[3]
+		handle = func() reply { return c.cfListActions(r, segs[3]) }
+	case api && len(segs) == 4 && segs[2] == "vms" && r.Method == http.MethodGet:
+		k.vmID = segs[3]
+		handle = func() reply { return c.cfGetVM(segs[3]) }
+	case api && len(segs) == 3 && segs[2] == "actions" && r.Method == http.MethodGet:
+		handle = func() reply { return c.cfListActions(r, "") }
+	default:
+		handle = cfNotFound
+	}
+	user, pass, _ := r.BasicAuth()
+	c.serve(w, r, k, func() reply {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		// Both compared, so a wrong user and a wrong password look the same.
+		userOK, passOK := same(user, c.creds.CloudsForUser), same(pass, c.creds.CloudsForPassword)
+		if !userOK || !passOK {
+			rep := cfErr(http.StatusUnauthorized, "unauthorized", "Unable to authenticate you")
+			rep.header.Set("WWW-Authenticate", `Basic realm="CloudsFor"`)
+			return rep
+		}
+		return handle()
+	})
+}
+
+func (c *Cloud) cfActionJSON(a *Action) cfAction {
+	region := ""
+	if vm := c.vms[a.VMID]; vm != nil {
+		region = vm.Region
+	}
+	out := cfAction{ID: a.VMID, Status: string(a.State), Type: a.Type, StartedAt: a.StartedAt.UTC().Format(cfTimeFormat),
+		ResourceType: "vm", Region: region}
+	if a.State != ActionInProgress {
+		s := a.CompletedAt.UTC().Format(cfTimeFormat)
+		out.CompletedAt = &s
+	}
+	return out
+}
+
+func (c *Cloud) cfGetVM(id string) reply {
+	vm := c.vmLocked(id)
+	if vm == nil {
+		return cfNotFound()
+	}
+	status := "running"
+	if vm.Power == PowerOff {
+		status = "stopped"
+	}
+	return jsonReply(http.StatusOK, map[string]any{"vm": cfVM{ID: vm.ID, Name: vm.Name, Status: status,
+		Locked: vm.Locked || vm.Busy(), Memory: vm.Memory, VCPUs: vm.VCPUs, Disk: vm.Disk, Image: vm.Image, Region: vm.Region}})
+}
+
+func (c *Cloud) cfPostAction(id string, body []byte) reply {
+	vm := c.vmLocked(id)
+	if vm == nil {
+		return cfNotFound()
+	}
+	var req map[string]any
+	if err := json.Unmarshal(body, &req); err != nil {
+		return cfErr(http.StatusBadRequest, "bad_request", "unable to parse request body: "+err.Error())
+	}
+	typ, _ := req["type"].(string)
+	effect, params, msg := cfEffect(typ, req)
+	if msg != "" {
+		return cfUnprocessable(msg)
+	}
+	if vm.Busy() {
+		return cfUnprocessable("VM already has a pending event.")
+	}
+	if typ == "resize" && vm.Power != PowerOff {
+		return cfUnprocessable("The VM must be powered off prior to resizing.")
+	}
+	a := c.startLocked("cloudsfor", vm, typ, params, effect)
+	rep := jsonReply(http.StatusCreated, map[string]any{"action": c.cfActionJSON(a)})
+	rep.accepted = true
+	return rep
+}
+
+// cfEffect validates an action request and returns what it does.
+func cfEffect(typ string, req map[string]any) (Effect, map[string]any, string) {
+	params := map[string]any{}
+	switch typ {
+	case "reboot":
+		return RebootEffect, params, ""
+	case "power_cycle":
+		return PowerCycleEffect, params, ""
+	case "shutdown":
+		return GracefulOffEffect, params, ""
+	case "power_off":
+		return HardOffEffect, params, ""
+	case "power_on":
+		return PowerOnEffect, params, ""
+	case "password_reset":
+		return PasswordResetEffect, params, ""
+	case "rename", "snapshot":
+		name, _ := req["name"].(string)
+		if name == "" {
+			return nil, nil, "name is required"
+		}
+		params["name"] = name
+		if typ == "rename" {
+			return RenameEffect(name), params, ""
+		}
+		return SnapshotEffect(name), params, ""
+	case "resize":
+		sizes, msg := cfResizeSizes(req)
+		if msg != "" {
+			return nil, nil, msg
+		}
+		for k, v := range sizes {
+			params[k] = v
+		}
+		return func(vm *VM) error {
+			if vm.Power != PowerOff {
+				return fmt.Errorf("the VM must be powered off prior to resizing")
+			}
+			for k, v := range sizes {
+				switch k {
+				case "ram":
+					vm.Memory = v
+				case "cpu":
+					vm.VCPUs = v
+				case "disk":
+					vm.Disk = v
+				}
+			}
+			return nil
+		}, params, ""
+	case "":
+		return nil, nil, "type is required"
+	default:
+		return nil, nil, fmt.Sprintf("%q is not a valid action type", typ)
+	}
+}
+
+// cfResizeSizes reads a resize: "resource" (ram, disk or cpu) with a numeric
+// "size", or "data" with some of cpu, ram, disk; never both forms.
+func cfResizeSizes(req map[string]any) (map[string]int, string) {
+	_, hasResource := req["resource"]
+	_, hasSize := req["size"]
+	data, hasData := req["data"]
+	switch {
+	case hasData && (hasResource || hasSize):
+		return nil, "use either resource and size, or data, not both"
+	case hasData:
+		m, ok := data.(map[string]any)
+		if !ok || len(m) == 0 {
+			return nil, "data must be an object with some of the keys cpu, ram, disk"
+		}
+		sizes := map[string]int{}
+		for k, v := range m {
+			if k != "cpu" && k != "ram" && k != "disk" {
+				return nil, fmt.Sprintf("data key %q is not one of cpu, ram, disk", k)
+			}
+			n, ok := cfCount(v)
+			if !ok {
+				return nil, fmt.Sprintf("data.%s must be a positive whole number", k)
+			}
+			sizes[k] = n
+		}
+		return sizes, ""
+	case hasResource || hasSize:
+		res, _ := req["resource"].(string)
+		if res != "ram" && res != "disk" && res != "cpu" {
+			return nil, "resource must be ram, disk or cpu"
+		}
+		n, ok := cfCount(req["size"])
+		if !ok {
+			return nil, "size must be a positive whole number (GB for ram and disk, a count for cpu)"
+		}
+		return map[string]int{res: n}, ""
+	default:
+		return nil, "resize needs resource and size, or data"
+	}
+}
+
+func cfCount(v any) (int, bool) {
+	f, ok := v.(float64)
+	if !ok || f < 1 || f != float64(int(f)) {
+		return 0, false
+	}
+	return int(f), true
+}
+
+// cfListActions lists actions newest first, paginated as DigitalOcean does.
+func (c *Cloud) cfListActions(r *http.Request, vmID string) reply {
+	if vmID != "" && c.vmLocked(vmID) == nil {
+		return cfNotFound()
+	}
+	q := r.URL.Query()
+	page, perPage := 1, 20
+	if v, err := strconv.Atoi(q.Get("page")); err == nil && v > 0 {
+		page = v
+	}
+	if v, err := strconv.Atoi(q.Get("per_page")); err == nil && v > 0 {
+		perPage = min(v, 200)
+	}
+	all := c.actionsLocked(func(a *Action) bool {
+		return a.Skin == "cloudsfor" && (vmID == "" || a.VMID == vmID)
+	})
+	from := min((page-1)*perPage, len(all))
+	to := min(from+perPage, len(all))
+	items := make([]cfAction, 0, to-from)
+	for _, a := range all[from:to] {
+		items = append(items, c.cfActionJSON(a))
+	}
+	base := "http://" + r.Host + r.URL.Path
+	link := func(p int) string { return fmt.Sprintf("%s?page=%d&per_page=%d", base, p, perPage) }
+	pages := map[string]string{}
+	last := max((len(all)+perPage-1)/perPage, 1)
+	if page > 1 {
+		pages["first"], pages["prev"] = link(1), link(page-1)
+	}
+	if page < last {
+		pages["next"], pages["last"] = link(page+1), link(last)
+	}
+	return jsonReply(http.StatusOK, map[string]any{"actions": items, "links": cfLinks{Pages: pages}, "meta": cfMeta{Total: len(all)}})
+}

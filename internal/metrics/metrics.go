@@ -1,0 +1,62 @@
+// Package metrics declares the operator's Prometheus metrics, served on the
+// manager's metrics endpoint.
+package metrics
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+var (
+	// ActionsTotal counts finished NodeActions.
+	ActionsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "nodeaction_actions_total",
+		Help: "NodeActions that finished, by provider type, action and result (the Ready reason, or the Stalled reason on failure).",
+	}, []string{"provider_type", "action", "result"})
+
+	// ActionDuration observes how long actions took, from submission to the end.
+	ActionDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "nodeaction_action_duration_seconds",
+		Help:    "Time from submission to the provider reporting the end, by provider type, action and phase.",
+		Buckets: []float64{1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600},
+	}, []string{"provider_type", "action", "phase"})
+
+	// ProviderRequests counts HTTP requests made to providers.
+	ProviderRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "nodeaction_provider_requests_total",
+		Help: "HTTP requests made to provider APIs, by provider type, method and status code (0: no answer).",
+	}, []string{"provider_type", "method", "code"})
+
+	// ProviderRequestDuration observes provider request latency.
+	ProviderRequestDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "nodeaction_provider_request_duration_seconds",
+		Help:    "Latency of HTTP requests to provider APIs, by provider type and method.",
+		Buckets: prometheus.ExponentialBuckets(0.01, 2.5, 10),
+	}, []string{"provider_type", "method"})
+
+	// RateLimitWait counts time NodeActions were held back by rate limits.
+	RateLimitWait = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "nodeaction_rate_limit_wait_seconds_total",
+		Help: "Seconds NodeActions were told to wait by a rate limit (client-side budget or the provider's 429), by provider.",
+	}, []string{"namespace", "provider"})
+
+	// InFlight is the number of NodeActions submitted or running.
+	InFlight = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "nodeaction_inflight_actions",
+		Help: "NodeActions being submitted or followed now, by namespace and provider.",
+	}, []string{"namespace", "provider"})
+)
+
+func init() {
+	crmetrics.Registry.MustRegister(ActionsTotal, ActionDuration, ProviderRequests, ProviderRequestDuration, RateLimitWait, InFlight)
+}
+
+// ObserveRequest records one provider HTTP request; it fits
+// provider.ClientOptions.Observe.
+func ObserveRequest(providerType, method string, code int, d time.Duration) {
+	ProviderRequests.WithLabelValues(providerType, method, strconv.Itoa(code)).Inc()
+	ProviderRequestDuration.WithLabelValues(providerType, method).Observe(d.Seconds())
+}

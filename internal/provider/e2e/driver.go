@@ -1,0 +1,468 @@
+// Package e2e drives E2E Networks MyAccount node actions
+// (PUT /api/v1/nodes/{node_id}/actions/). No Go client library exists for
+// this API, so the driver is written by hand on provider.Send.
+//
+// E2E keeps no action object and no action history: completion is read back
+// from the node, and a lost submission can only be resolved, for idempotent
+// actions, by the node's state.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nodeaction/nodeaction-operator/api/v1alpha1"
+	"github.com/nodeaction/nodeaction-operator/internal/provider"
+)
+
+// DefaultEndpoint is E2E Networks' public MyAccount API.
+const DefaultEndpoint = "https://api.e2enetworks.com/myaccount"
+
+// RequestsPerMinute is a conservative budget: E2E publishes no limit.
+const RequestsPerMinute = 120
+
+var nodeID = regexp.MustCompile(`^[1-9][0-9]{0,18}$`)
+
+// Node statuses that mean the node is off (E2E spells it several ways).
+var offStatuses = map[string]bool{"Powered off": true, "Powered Off": true, "Stopped": true}
+
+const (
+	statusRunning = "Running"
+	statusFailed  = "Failed"
+)
+
+// Driver is the E2E Networks driver.
+type Driver struct {
+	client *http.Client
+	nodes  string     // base URL of /api/v1/nodes/
+	query  url.Values // apikey, location, project_id
+	// secrets are scrubbed from any provider text we quote.
+	secrets []string
+}
+
+var _ provider.Driver = (*Driver)(nil)
+
+// New builds a driver from the Secret keys `apiKey` and `token`,
+// spec.location (required) and spec.project (optional).
+func New(cfg provider.Config) (provider.Driver, error) {
+	apiKey := strings.TrimSpace(string(cfg.Credentials["apiKey"]))
+	if apiKey == "" {
+		return nil, provider.NewTerminal(v1alpha1.ReasonCredentialsError, `the credentials Secret has no key "apiKey" (the E2E Networks API key)`)
+	}
+	token := strings.TrimSpace(string(cfg.Credentials["token"]))
+	if token == "" {
+		return nil, provider.NewTerminal(v1alpha1.ReasonCredentialsError, `the credentials Secret has no key "token" (the E2E Networks API token)`)
+	}
+	if strings.TrimSpace(cfg.Location) == "" {
+		return nil, provider.NewTerminal(v1alpha1.ReasonInvalidConfig, "spec.location (the E2E Networks region, e.g. Delhi) is required for type e2e")
+	}
+	endpoint := cfg.Endpoint
+	if endpoint == "" {
+		endpoint = DefaultEndpoint
+	}
+	if err := provider.CheckEndpoint(endpoint); err != nil {
+		return nil, err
+	}
+	// The API key travels in the query: an endpoint with its own query
+	// would mix with it.
+	if u, _ := url.Parse(endpoint); u.RawQuery != "" || u.Fragment != "" {
+		return nil, provider.NewTerminal(v1alpha1.ReasonInvalidConfig, "spec.endpoint must not carry a query or fragment")
+	}
+	q := url.Values{}
+	q.Set("apikey", apiKey)
+	q.Set("location", strings.TrimSpace(cfg.Location))
+	if p := strings.TrimSpace(cfg.Project); p != "" {
+		q.Set("project_id", p)
+	}
+	hc := *cfg.HTTPClient
+	hc.Transport = &authTransport{token: token, userAgent: cfg.UserAgent, base: cfg.HTTPClient.Transport}
+	return &Driver{
+		client:  &hc,
+		nodes:   strings.TrimSuffix(endpoint, "/") + "/api/v1/nodes/",
+		query:   q,
+		secrets: []string{apiKey, token},
+	}, nil
+}
+
+type authTransport struct {
+	token     string
+	userAgent string
+	base      http.RoundTripper
+}
+
+func (t *authTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+t.token)
+	if t.userAgent != "" {
+		r.Header.Set("User-Agent", t.userAgent)
+	}
+	return t.base.RoundTrip(r)
+}
+
+// Capabilities: the 14 node actions E2E documents. E2E has no hard power
+// off and no power cycle, so those portable names do not resolve (the
+// native power_off, graceful, wins over the portable one).
+func (d *Driver) Capabilities() provider.Capabilities { return capabilities }
+
+var capabilities = provider.Capabilities{
+	Actions: map[string]provider.ActionInfo{
+		"power_off":                     {Repeatable: true, Idempotent: true},
+		"power_on":                      {Repeatable: true, Idempotent: true},
+		"reboot":                        {Repeatable: true},
+		"reinstall":                     {},
+		"save_images":                   {},
+		"rename":                        {Repeatable: true, Idempotent: true},
+		"lock_vm":                       {Repeatable: true, Idempotent: true},
+		"unlock_vm":                     {Repeatable: true, Idempotent: true},
+		"enable_recovery_mode":          {Repeatable: true},
+		"disable_recovery_mode":         {Repeatable: true},
+		"enable_accidental_protection":  {Repeatable: true},
+		"disable_accidental_protection": {Repeatable: true},
+		"enable_node_compliance":        {Repeatable: true},
+		"disable_node_compliance":       {Repeatable: true},
+	},
+	Portable: map[string]provider.Native{
+		"power_on": {Action: "power_on"},
+		"shutdown": {Action: "power_off"},
+		"reboot":   {Action: "reboot"},
+		"rename":   {Action: "rename"},
+		"snapshot": {Action: "save_images"},
+	},
+}
+
+// unverifiable actions leave nothing on the node to read back.
+func unverifiable(action string) bool {
+	switch action {
+	case "enable_recovery_mode", "disable_recovery_mode",
+		"enable_accidental_protection", "disable_accidental_protection",
+		"enable_node_compliance", "disable_node_compliance":
+		return true
+	}
+	return false
+}
+
+// Probe lists nodes: one cheap authenticated GET. (The seed documents only
+// node actions; GET /api/v1/nodes/ is the public API's node list.)
+func (d *Driver) Probe(ctx context.Context) error {
+	_, err := d.call(ctx, http.MethodGet, "", nil)
+	return err
+}
+
+// Validate checks the node id and the name save_images and rename need.
+func (d *Driver) Validate(req provider.Request) error {
+	if err := validNode(req.NodeID); err != nil {
+		return err
+	}
+	if _, ok := capabilities.Actions[req.Action]; !ok {
+		return provider.NewTerminal(v1alpha1.ReasonUnsupportedAction,
+			fmt.Sprintf("E2E Networks has no action %q; it supports: %s", req.Action, strings.Join(capabilities.Names(), ", ")))
+	}
+	if req.Action != "save_images" && req.Action != "rename" {
+		return nil
+	}
+	name := req.Parameters.Name
+	invalid := func(msg string) error {
+		return provider.NewTerminal(v1alpha1.ReasonInvalidParameters, req.Action+" needs spec.parameters.name "+msg)
+	}
+	switch {
+	case name == "":
+		return invalid("(the new name)")
+	case utf8.RuneCountInString(name) > 255:
+		return invalid("of at most 255 characters")
+	case strings.TrimSpace(name) != name:
+		return invalid("without leading or trailing whitespace")
+	}
+	return nil
+}
+
+func validNode(id string) error {
+	if !nodeID.MatchString(id) {
+		return provider.NewTerminal(v1alpha1.ReasonInvalidNodeID,
+			fmt.Sprintf("E2E Networks node ids are positive integers; %q is not one", id))
+	}
+	return nil
+}
+
+// actionBody is what the actions endpoint takes; name only where needed.
+type actionBody struct {
+	Type string `json:"type"`
+	Name string `json:"name,omitempty"`
+}
+
+// actionData is the part of an accepted action's "data" the driver keeps.
+// Its status ("done", "In Progress") only says the request was accepted, so
+// it is not read.
+type actionData struct {
+	CreatedAt string      `json:"created_at"`
+	ID        json.Number `json:"id"`
+}
+
+// Submit PUTs the action: exactly one request.
+func (d *Driver) Submit(ctx context.Context, req provider.Request) (provider.Submission, error) {
+	if err := d.Validate(req); err != nil {
+		return provider.Submission{}, err
+	}
+	body := actionBody{Type: req.Action}
+	if req.Action == "save_images" || req.Action == "rename" {
+		body.Name = req.Parameters.Name
+	}
+	data, err := d.call(ctx, http.MethodPut, req.NodeID+"/actions/", body)
+	if err != nil {
+		pe := provider.AsError(err)
+		msg := strings.ToLower(pe.Message)
+		switch {
+		case refusal(pe) && strings.Contains(msg, "already in state"):
+			return provider.Submission{Request: req, StartedAt: time.Now(), Done: &provider.ActionStatus{
+				State: provider.StateSucceeded, Reason: v1alpha1.ReasonAlreadyInState, CompletedAt: time.Now(),
+				Message: "E2E Networks changed nothing: " + pe.Message}}, nil
+		case refusal(pe) && strings.Contains(msg, "locked"):
+			// An administrative lock does not go away by waiting, whatever
+			// status code carries it.
+			pe.Kind, pe.Reason = provider.Terminal, v1alpha1.ReasonRejected
+			pe.Message = "the node is locked (run unlock_vm first): " + pe.Message
+		}
+		return provider.Submission{}, pe
+	}
+	// HTTP 200 with code 200 is acceptance; data only adds the id and time.
+	var a actionData
+	_ = json.Unmarshal(data, &a)
+	sub := provider.Submission{Request: req, ActionID: a.ID.String(), StartedAt: time.Now()}
+	if t, err := time.Parse(time.RFC3339, a.CreatedAt); err == nil {
+		sub.StartedAt = t
+	}
+	if unverifiable(req.Action) {
+		sub.Done = &provider.ActionStatus{State: provider.StateSucceeded, Reason: v1alpha1.ReasonAcceptedUnverified, CompletedAt: time.Now(),
+			Message: fmt.Sprintf("E2E Networks accepted %s; the node shows nothing to verify it by", req.Action)}
+	}
+	return sub, nil
+}
+
+// refusal tells a 4xx about the node's state from auth, unknown node and
+// quota answers, whose readings stand.
+func refusal(pe *provider.Error) bool {
+	switch pe.StatusCode {
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusTooManyRequests:
+		return false
+	}
+	return pe.StatusCode >= 400 && pe.StatusCode < 500
+}
+
+// node is the part of GET node's data the driver reads.
+type node struct {
+	Name     string `json:"name"`
+	Status   string `json:"status"`
+	IsLocked bool   `json:"is_locked"`
+}
+
+func (d *Driver) getNode(ctx context.Context, id string) (node, error) {
+	var n node
+	data, err := d.call(ctx, http.MethodGet, id+"/", nil)
+	if err != nil {
+		return n, err
+	}
+	if err := json.Unmarshal(data, &n); err != nil || n.Status == "" {
+		// A read changed nothing: read again.
+		return n, provider.NewRetryable(v1alpha1.ReasonRetrying, fmt.Sprintf("cannot read node %s from E2E Networks' answer", id), 0)
+	}
+	return n, nil
+}
+
+// Status reads the node back. It says Completed only where the node shows
+// the action's effect; reboot, reinstall and save_images end
+// AcceptedUnverified once the node is stable again, as the node looks the
+// same before and after them.
+func (d *Driver) Status(ctx context.Context, sub provider.Submission) (provider.ActionStatus, error) {
+	if err := validNode(sub.NodeID); err != nil {
+		return provider.ActionStatus{}, err
+	}
+	if unverifiable(sub.Action) {
+		return provider.ActionStatus{State: provider.StateSucceeded, Reason: v1alpha1.ReasonAcceptedUnverified,
+			Message: fmt.Sprintf("E2E Networks accepted %s; the node shows nothing to verify it by", sub.Action)}, nil
+	}
+	n, err := d.getNode(ctx, sub.NodeID)
+	if err != nil {
+		return provider.ActionStatus{}, err
+	}
+	if n.Status == statusFailed {
+		return provider.ActionStatus{State: provider.StateFailed, Reason: v1alpha1.ReasonProviderFailed, CompletedAt: time.Now(),
+			Message: fmt.Sprintf("E2E Networks reports node %s status %q after %s", sub.NodeID, n.Status, sub.Action)}, nil
+	}
+	ok, want := shows(sub.Request, n)
+	switch {
+	case ok:
+		return provider.ActionStatus{State: provider.StateSucceeded, Reason: v1alpha1.ReasonCompleted, CompletedAt: time.Now(),
+			Message: fmt.Sprintf("node %s is %s: %s took effect", sub.NodeID, describe(sub.Action, n), sub.Action)}, nil
+	case want != "":
+		return provider.ActionStatus{State: provider.StateInProgress, Reason: v1alpha1.ReasonVerifying,
+			Message: fmt.Sprintf("node %s is %s, not %s yet", sub.NodeID, describe(sub.Action, n), want)}, nil
+	}
+	// reboot, reinstall, save_images: wait for a stable status, but that
+	// proves only that the node is back, not that the action ran.
+	if n.Status == statusRunning || offStatuses[n.Status] {
+		return provider.ActionStatus{State: provider.StateSucceeded, Reason: v1alpha1.ReasonAcceptedUnverified, CompletedAt: time.Now(),
+			Message: fmt.Sprintf("E2E Networks accepted %s and node %s is %q again; E2E shows no record that it ran", sub.Action, sub.NodeID, n.Status)}, nil
+	}
+	return provider.ActionStatus{State: provider.StateInProgress, Reason: v1alpha1.ReasonInProgress,
+		Message: fmt.Sprintf("node %s is %q", sub.NodeID, n.Status)}, nil
+}
+
+// shows tells whether the node shows the request's effect, and what it
+// should show ("" for actions it cannot show).
+func shows(req provider.Request, n node) (bool, string) {
+	switch req.Action {
+	case "power_off":
+		return offStatuses[n.Status], `"Powered off"`
+	case "power_on":
+		return n.Status == statusRunning, `"Running"`
+	case "rename":
+		return n.Name == req.Parameters.Name, fmt.Sprintf("named %q", req.Parameters.Name)
+	case "lock_vm":
+		return n.IsLocked, "locked"
+	case "unlock_vm":
+		return !n.IsLocked, "unlocked"
+	}
+	return false, ""
+}
+
+func describe(action string, n node) string {
+	switch action {
+	case "rename":
+		return fmt.Sprintf("named %q", n.Name)
+	case "lock_vm", "unlock_vm":
+		if n.IsLocked {
+			return "locked"
+		}
+		return "unlocked"
+	}
+	return strconv.Quote(n.Status)
+}
+
+// towards tells whether a node is in, or moving to, the state an
+// idempotent action leads to.
+func towards(req provider.Request, n node) bool {
+	if ok, _ := shows(req, n); ok {
+		return true
+	}
+	switch req.Action {
+	case "power_off":
+		return n.Status == "Stopping"
+	case "power_on":
+		return n.Status == "Powering"
+	}
+	return false
+}
+
+// Lookup cannot search a history E2E does not keep. For idempotent actions
+// the node's state answers: in or moving to the target state, the action is
+// adopted (with no action id). Anything else cannot be known.
+func (d *Driver) Lookup(ctx context.Context, req provider.Request, since time.Time) (*provider.Submission, error) {
+	if err := d.Validate(req); err != nil {
+		return nil, err
+	}
+	if !capabilities.Actions[req.Action].Idempotent {
+		return nil, provider.ErrSubmissionUnknown(fmt.Sprintf(
+			"E2E Networks keeps no action history and the node does not show whether %s ran; check node %s in the E2E console before submitting again",
+			req.Action, req.NodeID))
+	}
+	n, err := d.getNode(ctx, req.NodeID)
+	if err != nil {
+		return nil, err
+	}
+	if n.Status != statusFailed && towards(req, n) {
+		if since.IsZero() {
+			since = time.Now()
+		}
+		return &provider.Submission{Request: req, StartedAt: since}, nil
+	}
+	return nil, provider.ErrSubmissionUnknown(fmt.Sprintf(
+		"E2E Networks keeps no action history and node %s is %s, not in or moving to the state %s leads to, so whether it was accepted cannot be known",
+		req.NodeID, describe(req.Action, n), req.Action))
+}
+
+// url builds a request URL under /api/v1/nodes/ with the auth query. The
+// result carries the API key: it must never be put in an error.
+func (d *Driver) url(rest string) string {
+	if rest != "" {
+		id, tail, _ := strings.Cut(rest, "/")
+		rest = url.PathEscape(id) + "/" + tail
+	}
+	return d.nodes + rest + "?" + d.query.Encode()
+}
+
+// call makes one request and returns the "data" of E2E's envelope, or a
+// typed error with the provider's words. E2E may also answer HTTP 200 with
+// an error code in the envelope.
+func (d *Driver) call(ctx context.Context, method, rest string, in any) (json.RawMessage, error) {
+	resp, err := provider.Send(ctx, d.client, method, d.url(rest), nil, in)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return nil, provider.StatusError(resp.StatusCode, resp.Header, method, d.message(resp.Body))
+	}
+	var env struct {
+		Code int             `json:"code"`
+		Data json.RawMessage `json:"data"`
+	}
+	if err := provider.Decode(resp, &env); err != nil {
+		if method == http.MethodGet {
+			// A garbled answer to a read changed nothing: read again.
+			pe := provider.AsError(err)
+			pe.Kind = provider.Retryable
+			return nil, pe
+		}
+		return nil, err
+	}
+	if env.Code >= 400 {
+		return nil, provider.StatusError(env.Code, resp.Header, method, d.message(resp.Body))
+	}
+	return env.Data, nil
+}
+
+// message is the provider's own words from any of E2E's error shapes:
+// the envelope's message and errors, DRF's detail, the quota's errors.
+func (d *Driver) message(body []byte) string {
+	var e struct {
+		Message string          `json:"message"`
+		Errors  json.RawMessage `json:"errors"`
+		Detail  string          `json:"detail"`
+	}
+	_ = json.Unmarshal(body, &e)
+	var parts []string
+	for _, p := range []string{e.Message, errorsText(e.Errors), e.Detail} {
+		if p != "" {
+			parts = append(parts, p)
+		}
+	}
+	return d.scrub(strings.Join(parts, ": "))
+}
+
+// errorsText renders "errors", a string or an object of field errors.
+func errorsText(raw json.RawMessage) string {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" || string(raw) == "{}" || string(raw) == `""` || string(raw) == "[]" {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	return string(raw)
+}
+
+// scrub removes the credentials from provider text, should it echo them.
+func (d *Driver) scrub(s string) string {
+	for _, v := range d.secrets {
+		s = strings.ReplaceAll(s, v, "<redacted>")
+	}
+	return s
+}

@@ -1,0 +1,554 @@
+package e2e_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nodeaction/nodeaction-operator/api/v1alpha1"
+	"github.com/nodeaction/nodeaction-operator/internal/fakecloud"
+	"github.com/nodeaction/nodeaction-operator/internal/provider"
+	"github.com/nodeaction/nodeaction-operator/internal/provider/drivertest"
+	"github.com/nodeaction/nodeaction-operator/internal/provider/e2e"
+)
+
+func off(vm *fakecloud.VM)    { vm.Power = fakecloud.PowerOff }
+func locked(vm *fakecloud.VM) { vm.Locked = true }
+
+func flagOn(flag string) func(vm *fakecloud.VM) {
+	return func(vm *fakecloud.VM) { vm.Flags[flag] = true }
+}
+
+func configure(base string, creds fakecloud.Credentials) provider.Config {
+	return provider.Config{Endpoint: base + "/e2e", Location: "Delhi", Credentials: map[string][]byte{
+		"apiKey": []byte(creds.E2EAPIKey), "token": []byte(creds.E2EToken),
+	}}
+}
+
+var unverified = []string{v1alpha1.ReasonAcceptedUnverified}
+
+func TestConformance(t *testing.T) {
+	drivertest.Run(t, drivertest.Harness{
+		Type:      v1alpha1.ProviderE2E,
+		New:       e2e.New,
+		Configure: configure,
+		BadCredentials: func(map[string][]byte) map[string][]byte {
+			return map[string][]byte{"apiKey": []byte("revokedkey"), "token": []byte("revoked-token")}
+		},
+		NodeID: func(n int) string { return strconv.Itoa(4200 + n) },
+		Actions: map[string]drivertest.ActionCase{
+			"power_off": {Check: func(t *testing.T, vm fakecloud.VM) {
+				if vm.Power != fakecloud.PowerOff {
+					t.Error("node still on after power_off")
+				}
+			}},
+			"power_on": {Prepare: off, Check: func(t *testing.T, vm fakecloud.VM) {
+				if vm.Power != fakecloud.PowerOn {
+					t.Error("node still off after power_on")
+				}
+			}},
+			"reboot": {Reasons: unverified, Check: func(t *testing.T, vm fakecloud.VM) {
+				if vm.Boots != 1 {
+					t.Errorf("boots = %d, want 1", vm.Boots)
+				}
+			}},
+			"reinstall": {Reasons: unverified, Check: func(t *testing.T, vm fakecloud.VM) {
+				if vm.Reinstalls != 1 {
+					t.Errorf("reinstalls = %d, want 1", vm.Reinstalls)
+				}
+			}},
+			"save_images": {Parameters: v1alpha1.ActionParameters{Name: "before-upgrade"}, Reasons: unverified,
+				Check: func(t *testing.T, vm fakecloud.VM) {
+					if len(vm.Snapshots) != 1 || vm.Snapshots[0] != "before-upgrade" {
+						t.Errorf("saved images %v", vm.Snapshots)
+					}
+				}},
+			"rename": {Parameters: v1alpha1.ActionParameters{Name: "web-2"}, Check: func(t *testing.T, vm fakecloud.VM) {
+				if vm.Name != "web-2" {
+					t.Errorf("name = %q", vm.Name)
+				}
+			}},
+			"lock_vm": {Check: func(t *testing.T, vm fakecloud.VM) {
+				if !vm.Locked {
+					t.Error("node not locked")
+				}
+			}},
+			"unlock_vm": {Prepare: locked, Check: func(t *testing.T, vm fakecloud.VM) {
+				if vm.Locked {
+					t.Error("node still locked")
+				}
+			}},
+			// The toggles end at once: nothing on the node shows them, so
+			// there is no effect to check when the driver says so.
+			"enable_recovery_mode":          {Reasons: unverified},
+			"disable_recovery_mode":         {Reasons: unverified, Prepare: flagOn("recovery_mode")},
+			"enable_accidental_protection":  {Reasons: unverified},
+			"disable_accidental_protection": {Reasons: unverified, Prepare: flagOn("accidental_protection")},
+			"enable_node_compliance":        {Reasons: unverified},
+			"disable_node_compliance":       {Reasons: unverified, Prepare: flagOn("node_compliance")},
+		},
+		Portable: map[string]string{
+			"power_on": "power_on", "shutdown": "power_off", "reboot": "reboot",
+			"rename": "rename", "snapshot": "save_images",
+		},
+		MissingParameter: provider.Request{Action: "rename"},
+		Rejected:         provider.Request{Action: "reboot"},
+		RejectedPrepare:  locked,
+		RejectedMessage:  "locked",
+		FailingAction:    provider.Request{Action: "reboot"},
+		LookupAction:     provider.Request{Action: "power_on"},
+		LookupPrepare:    off,
+		LookupByState:    true,
+		UnknowableAction: &provider.Request{Action: "reinstall"},
+	})
+}
+
+// env is one fakecloud, on a clock the test moves, and one driver for the
+// provider-specific tests.
+type env struct {
+	cloud  *fakecloud.Cloud
+	server *httptest.Server
+	cfg    provider.Config
+	driver provider.Driver
+
+	mu  sync.Mutex
+	now time.Time
+}
+
+// actionTime is how long fakecloud actions take on the test clock.
+const actionTime = time.Minute
+
+func (e *env) clock() time.Time {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.now
+}
+
+// finish moves the clock past every running action.
+func (e *env) finish() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.now = e.now.Add(actionTime)
+}
+
+func newEnv(t *testing.T, change func(*provider.Config)) *env {
+	t.Helper()
+	e := &env{now: time.Now()}
+	cloud := fakecloud.New(fakecloud.Options{ActionDuration: actionTime, Now: e.clock})
+	server := httptest.NewServer(cloud.Handler())
+	t.Cleanup(server.Close)
+	cfg := configure(server.URL, fakecloud.DefaultCredentials())
+	client, err := provider.NewHTTPClient(provider.ClientOptions{Gate: provider.NewGate(100000, 1000), Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.HTTPClient = client
+	if change != nil {
+		change(&cfg)
+	}
+	d, err := e2e.New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	e.cloud, e.server, e.cfg, e.driver = cloud, server, cfg, d
+	return e
+}
+
+func asError(t *testing.T, err error) *provider.Error {
+	t.Helper()
+	var pe *provider.Error
+	if !errors.As(err, &pe) {
+		t.Fatalf("got %v (%T), want a provider error", err, err)
+	}
+	return pe
+}
+
+func status(t *testing.T, d provider.Driver, sub provider.Submission) provider.ActionStatus {
+	t.Helper()
+	st, err := d.Status(context.Background(), sub)
+	if err != nil {
+		t.Fatalf("Status: %v", err)
+	}
+	return st
+}
+
+func TestFakecloudAcceptsPOST(t *testing.T) {
+	e := newEnv(t, nil)
+	e.cloud.AddVM(fakecloud.VM{ID: "7"})
+	creds := fakecloud.DefaultCredentials()
+	for _, path := range []string{"/e2e/api/v1/nodes/7/actions/", "/e2e/api/v1/nodes/7/actions"} {
+		q := url.Values{"apikey": {creds.E2EAPIKey}, "location": {"Delhi"}}
+		req, _ := http.NewRequest(http.MethodPost, e.server.URL+path+"?"+q.Encode(), strings.NewReader(`{"type":"reboot"}`))
+		req.Header.Set("Authorization", "Bearer "+creds.E2EToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		_, _ = buf.ReadFrom(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(buf.String(), `"action_type":"reboot"`) {
+			t.Errorf("POST %s: %d %s", path, resp.StatusCode, buf.String())
+		}
+		e.finish()
+	}
+	if n := e.cloud.AcceptedActions("7"); n != 2 {
+		t.Errorf("%d actions accepted, want 2", n)
+	}
+}
+
+func TestDriverSendsPUTWithQuery(t *testing.T) {
+	e := newEnv(t, func(c *provider.Config) { c.Project = "1002" })
+	e.cloud.AddVM(fakecloud.VM{ID: "7"})
+	sub, err := e.driver.Submit(context.Background(), provider.Request{NodeID: "7", Action: "reboot"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := e.cloud.Actions(); len(a) != 1 || sub.ActionID != strconv.FormatInt(a[0].ID, 10) {
+		t.Errorf("action id %q, want E2E's data.id", sub.ActionID)
+	}
+	log := e.cloud.Log()
+	if len(log) != 1 {
+		t.Fatalf("%d requests, want 1", len(log))
+	}
+	r := log[0]
+	q, _ := url.ParseQuery(r.Query)
+	if r.Method != http.MethodPut || r.Path != "/e2e/api/v1/nodes/7/actions/" {
+		t.Errorf("sent %s %s", r.Method, r.Path)
+	}
+	if q.Get("project_id") != "1002" || q.Get("location") != "Delhi" || q.Get("apikey") == "" {
+		t.Errorf("query %q", r.Query)
+	}
+}
+
+func TestUnknownProjectIsAuthFailed(t *testing.T) {
+	e := newEnv(t, func(c *provider.Config) { c.Project = "9999" })
+	if pe := asError(t, e.driver.Probe(context.Background())); pe.Reason != v1alpha1.ReasonAuthFailed || pe.Kind != provider.Terminal {
+		t.Errorf("got %v, want Terminal AuthFailed", pe)
+	}
+}
+
+func TestAlreadyInState(t *testing.T) {
+	e := newEnv(t, nil)
+	e.cloud.AddVM(fakecloud.VM{ID: "7"})
+	e.cloud.AddVM(fakecloud.VM{ID: "8", Locked: true})
+	e.cloud.AddVM(fakecloud.VM{ID: "9", Power: fakecloud.PowerOff})
+	for _, req := range []provider.Request{{NodeID: "7", Action: "power_on"}, {NodeID: "8", Action: "lock_vm"}, {NodeID: "9", Action: "power_off"}} {
+		sub, err := e.driver.Submit(context.Background(), req)
+		if err != nil {
+			t.Fatalf("%s: %v", req.Action, err)
+		}
+		if sub.Done == nil || sub.Done.State != provider.StateSucceeded || sub.Done.Reason != v1alpha1.ReasonAlreadyInState {
+			t.Errorf("%s: got %+v, want Succeeded AlreadyInState", req.Action, sub.Done)
+		} else if !strings.Contains(sub.Done.Message, "already in state") {
+			t.Errorf("%s: message %q does not carry the provider's words", req.Action, sub.Done.Message)
+		}
+		if n := e.cloud.ActionCalls(req.NodeID); n != 1 {
+			t.Errorf("%s: %d calls, want 1", req.Action, n)
+		}
+		if n := e.cloud.AcceptedActions(req.NodeID); n != 0 {
+			t.Errorf("%s: %d actions started, want 0", req.Action, n)
+		}
+	}
+}
+
+func TestRebootIsAcceptedUnverified(t *testing.T) {
+	e := newEnv(t, nil)
+	e.cloud.AddVM(fakecloud.VM{ID: "7"})
+	sub, err := e.driver.Submit(context.Background(), provider.Request{NodeID: "7", Action: "reboot"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sub.Done != nil {
+		t.Fatalf("reboot ended at submission: %+v", sub.Done)
+	}
+	// While the node reboots it is not stable: the action runs on.
+	if st := status(t, e.driver, sub); st.State != provider.StateInProgress {
+		t.Fatalf("while rebooting: %+v, want InProgress", st)
+	}
+	e.finish()
+	st := status(t, e.driver, sub)
+	if st.State != provider.StateSucceeded || st.Reason != v1alpha1.ReasonAcceptedUnverified {
+		t.Errorf("got %s/%s, want Succeeded/AcceptedUnverified: a running node proves nothing about a reboot", st.State, st.Reason)
+	}
+	if vm, _ := e.cloud.VM("7"); vm.Boots != 1 {
+		t.Errorf("boots = %d", vm.Boots)
+	}
+}
+
+func TestPowerOffProvenByTheNode(t *testing.T) {
+	e := newEnv(t, nil)
+	e.cloud.AddVM(fakecloud.VM{ID: "7"})
+	e.cloud.AddVM(fakecloud.VM{ID: "8", IgnoreShutdown: true})
+	ctx := context.Background()
+	var subs []provider.Submission
+	for _, id := range []string{"7", "8"} {
+		sub, err := e.driver.Submit(ctx, provider.Request{NodeID: id, Action: "power_off"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := status(t, e.driver, sub); st.State != provider.StateInProgress || !strings.Contains(st.Message, "Stopping") {
+			t.Errorf("node %s while stopping: %+v", id, st)
+		}
+		subs = append(subs, sub)
+	}
+	e.finish()
+	if st := status(t, e.driver, subs[0]); st.State != provider.StateSucceeded || st.Reason != v1alpha1.ReasonCompleted {
+		t.Errorf("node 7 off: %+v, want Completed", st)
+	}
+	// The guest ignored the shutdown: the node is Running, so not done.
+	if st := status(t, e.driver, subs[1]); st.State != provider.StateInProgress || st.Reason != v1alpha1.ReasonVerifying || !strings.Contains(st.Message, "Running") {
+		t.Errorf("node 8 still running: %+v, want InProgress/Verifying", st)
+	}
+}
+
+func TestLockedNodeRefusal(t *testing.T) {
+	e := newEnv(t, nil)
+	e.cloud.AddVM(fakecloud.VM{ID: "7", Locked: true})
+	_, err := e.driver.Submit(context.Background(), provider.Request{NodeID: "7", Action: "reinstall"})
+	pe := asError(t, err)
+	if pe.Kind != provider.Terminal || pe.Reason != v1alpha1.ReasonRejected || !strings.Contains(pe.Message, "locked") {
+		t.Errorf("got %v, want Terminal Rejected about the lock", pe)
+	}
+	if n := e.cloud.ActionCalls("7"); n != 1 {
+		t.Errorf("%d action calls, want 1", n)
+	}
+	// unlock_vm is the one action a locked node takes.
+	sub, err := e.driver.Submit(context.Background(), provider.Request{NodeID: "7", Action: "unlock_vm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := status(t, e.driver, sub); st.State != provider.StateInProgress {
+		t.Errorf("unlock_vm running: %+v", st)
+	}
+	e.finish()
+	if st := status(t, e.driver, sub); st.Reason != v1alpha1.ReasonCompleted {
+		t.Errorf("unlock_vm ended %+v", st)
+	}
+}
+
+func TestLockRefusalIsTerminalWhateverTheStatus(t *testing.T) {
+	e := newEnv(t, nil)
+	e.cloud.AddVM(fakecloud.VM{ID: "7"})
+	e.cloud.InjectFault(fakecloud.Fault{ActionOnly: true, Mode: fakecloud.Reject, Status: http.StatusLocked,
+		Body: `{"code": 423, "data": {}, "errors": {}, "message": "Node is locked"}`})
+	pe := asError(t, func() error {
+		_, err := e.driver.Submit(context.Background(), provider.Request{NodeID: "7", Action: "reboot"})
+		return err
+	}())
+	if pe.Kind != provider.Terminal || pe.Reason != v1alpha1.ReasonRejected {
+		t.Errorf("got %v, want Terminal Rejected", pe)
+	}
+}
+
+func TestQuotaIsRateLimited(t *testing.T) {
+	e := newEnv(t, nil)
+	e.cloud.AddVM(fakecloud.VM{ID: "7"})
+	e.cloud.InjectFault(fakecloud.Fault{ActionOnly: true, Mode: fakecloud.Reject, Status: http.StatusTooManyRequests,
+		Body: `{"errors": "Quota exceeded for this API key", "status_code": 429}`})
+	_, err := e.driver.Submit(context.Background(), provider.Request{NodeID: "7", Action: "reboot"})
+	pe := asError(t, err)
+	if pe.Kind != provider.Retryable || pe.Reason != v1alpha1.ReasonRateLimited || !strings.Contains(pe.Message, "Quota exceeded") {
+		t.Errorf("got %v, want Retryable RateLimited with the provider's words", pe)
+	}
+}
+
+func TestFailedNode(t *testing.T) {
+	e := newEnv(t, nil)
+	e.cloud.AddVM(fakecloud.VM{ID: "7", Power: fakecloud.PowerOff, FailNext: "no capacity"})
+	sub, err := e.driver.Submit(context.Background(), provider.Request{NodeID: "7", Action: "power_on"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.finish()
+	if st := status(t, e.driver, sub); st.State != provider.StateFailed || st.Reason != v1alpha1.ReasonProviderFailed {
+		t.Errorf("got %+v, want Failed/ProviderFailed", st)
+	}
+	// A failed node is not evidence that a lost power_on was accepted.
+	_, err = e.driver.Lookup(context.Background(), provider.Request{NodeID: "7", Action: "power_on"}, time.Now())
+	if pe := asError(t, err); pe.Reason != v1alpha1.ReasonSubmissionUnknown {
+		t.Errorf("Lookup on a failed node: %v", pe)
+	}
+}
+
+func TestLookup(t *testing.T) {
+	e := newEnv(t, nil)
+	e.cloud.AddVM(fakecloud.VM{ID: "7", Name: "web-2", Locked: true})
+	e.cloud.AddVM(fakecloud.VM{ID: "8"})
+	ctx := context.Background()
+	since := time.Now()
+	for _, req := range []provider.Request{
+		{NodeID: "7", Action: "rename", Parameters: v1alpha1.ActionParameters{Name: "web-2"}},
+		{NodeID: "7", Action: "lock_vm"},
+		{NodeID: "7", Action: "power_on"},
+	} {
+		found, err := e.driver.Lookup(ctx, req, since)
+		if err != nil || found == nil || found.ActionID != "" || !found.StartedAt.Equal(since) {
+			t.Errorf("%s: got %+v, %v; want the node's state adopted", req.Action, found, err)
+		}
+	}
+	// power_off in flight: the node is Stopping.
+	if _, err := e.driver.Submit(ctx, provider.Request{NodeID: "8", Action: "power_off"}); err != nil {
+		t.Fatal(err)
+	}
+	if found, err := e.driver.Lookup(ctx, provider.Request{NodeID: "8", Action: "power_off"}, since); err != nil || found == nil {
+		t.Errorf("power_off while Stopping: %+v, %v", found, err)
+	}
+	// Node 8 is unlocked: that is unlock_vm's target state, adopted.
+	if found, err := e.driver.Lookup(ctx, provider.Request{NodeID: "8", Action: "unlock_vm"}, since); err != nil || found == nil {
+		t.Errorf("unlock_vm on an unlocked node: %+v, %v", found, err)
+	}
+	// Node 8 is not named "other": nothing shows a rename.
+	found, err := e.driver.Lookup(ctx, provider.Request{NodeID: "8", Action: "rename", Parameters: v1alpha1.ActionParameters{Name: "other"}}, since)
+	if pe := asError(t, err); found != nil || pe.Reason != v1alpha1.ReasonSubmissionUnknown {
+		t.Errorf("rename not shown: %+v, %v", found, err)
+	}
+	for _, action := range []string{"reboot", "reinstall", "enable_node_compliance"} {
+		_, err := e.driver.Lookup(ctx, provider.Request{NodeID: "7", Action: action}, since)
+		if pe := asError(t, err); pe.Reason != v1alpha1.ReasonSubmissionUnknown || !strings.Contains(pe.Message, "no action history") {
+			t.Errorf("%s: %v", action, pe)
+		}
+	}
+	if n := e.cloud.AcceptedActions("7"); n != 0 {
+		t.Errorf("Lookup started %d actions", n)
+	}
+}
+
+func TestVocabulary(t *testing.T) {
+	e := newEnv(t, nil)
+	caps := e.driver.Capabilities()
+	for _, name := range []string{"power_cycle", "reset", "start", "snapshot_delete"} {
+		if _, err := provider.Resolve(caps, "7", name, nil); err == nil {
+			t.Errorf("%q resolved; E2E has no such action", name)
+		}
+	}
+	// The native, graceful power_off wins over the portable hard one.
+	if req, err := provider.Resolve(caps, "7", "power_off", nil); err != nil || req.Action != "power_off" {
+		t.Errorf("power_off: %+v, %v", req, err)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	e := newEnv(t, nil)
+	for _, tc := range []struct {
+		req    provider.Request
+		reason string
+	}{
+		{provider.Request{NodeID: "0", Action: "reboot"}, v1alpha1.ReasonInvalidNodeID},
+		{provider.Request{NodeID: "-1", Action: "reboot"}, v1alpha1.ReasonInvalidNodeID},
+		{provider.Request{NodeID: "12?apikey=x", Action: "reboot"}, v1alpha1.ReasonInvalidNodeID},
+		{provider.Request{NodeID: "7", Action: "save_images"}, v1alpha1.ReasonInvalidParameters},
+		{provider.Request{NodeID: "7", Action: "rename", Parameters: v1alpha1.ActionParameters{Name: " web"}}, v1alpha1.ReasonInvalidParameters},
+		{provider.Request{NodeID: "7", Action: "rename", Parameters: v1alpha1.ActionParameters{Name: strings.Repeat("é", 256)}}, v1alpha1.ReasonInvalidParameters},
+		{provider.Request{NodeID: "7", Action: "power_cycle"}, v1alpha1.ReasonUnsupportedAction},
+	} {
+		pe := asError(t, e.driver.Validate(tc.req))
+		if pe.Kind != provider.Terminal || pe.Reason != tc.reason {
+			t.Errorf("%+v: got %v, want Terminal %s", tc.req, pe, tc.reason)
+		}
+	}
+	ok := provider.Request{NodeID: "7", Action: "rename", Parameters: v1alpha1.ActionParameters{Name: strings.Repeat("é", 255)}}
+	if err := e.driver.Validate(ok); err != nil {
+		t.Errorf("255 characters: %v", err)
+	}
+	if n := e.cloud.CountRequests(nil); n != 0 {
+		t.Errorf("Validate made %d requests", n)
+	}
+}
+
+func TestNewNeedsCredentialsAndLocation(t *testing.T) {
+	client := &http.Client{}
+	for _, tc := range []struct {
+		cfg    provider.Config
+		reason string
+		names  string
+	}{
+		{provider.Config{Location: "Delhi", Credentials: map[string][]byte{"token": []byte("t")}}, v1alpha1.ReasonCredentialsError, `"apiKey"`},
+		{provider.Config{Location: "Delhi", Credentials: map[string][]byte{"apiKey": []byte("k")}}, v1alpha1.ReasonCredentialsError, `"token"`},
+		{provider.Config{Credentials: map[string][]byte{"apiKey": []byte("k"), "token": []byte("t")}}, v1alpha1.ReasonInvalidConfig, "spec.location"},
+		{provider.Config{Location: "Delhi", Endpoint: "http://api.example.com", Credentials: map[string][]byte{"apiKey": []byte("k"), "token": []byte("t")}}, v1alpha1.ReasonInvalidConfig, "https"},
+	} {
+		tc.cfg.HTTPClient = client
+		_, err := e2e.New(tc.cfg)
+		pe := asError(t, err)
+		if pe.Kind != provider.Terminal || pe.Reason != tc.reason || !strings.Contains(pe.Message, tc.names) {
+			t.Errorf("got %v, want Terminal %s naming %s", pe, tc.reason, tc.names)
+		}
+	}
+	d, err := e2e.New(provider.Config{Location: "Delhi", HTTPClient: client,
+		Credentials: map[string][]byte{"apiKey": []byte("k"), "token": []byte("t")}})
+	if err != nil || d == nil {
+		t.Errorf("default endpoint: %v", err)
+	}
+}
+
+func TestSecretsNeverInErrors(t *testing.T) {
+	e := newEnv(t, nil)
+	e.cloud.AddVM(fakecloud.VM{ID: "7"})
+	ctx := context.Background()
+	creds := fakecloud.DefaultCredentials()
+	var errs []error
+	submit := func(req provider.Request) {
+		_, err := e.driver.Submit(ctx, req)
+		errs = append(errs, err)
+	}
+	submit(provider.Request{NodeID: "99", Action: "reboot"}) // unknown node
+	// A provider that echoes the request, query and all.
+	echo := `{"code": 400, "message": "bad request /api/v1/nodes/7/actions/?apikey=` + creds.E2EAPIKey +
+		`&location=Delhi", "errors": "Bearer ` + creds.E2EToken + `"}`
+	for _, f := range []fakecloud.Fault{
+		{Mode: fakecloud.Reject, Status: 400, Body: echo},
+		{Mode: fakecloud.Reject, Status: 500, Body: echo},
+		{Mode: fakecloud.AcceptThenDrop},
+		{Mode: fakecloud.DropBeforeAccept},
+		{Mode: fakecloud.Reject, Status: 429, Body: echo},
+	} {
+		f.Times = 1
+		e.cloud.InjectFault(f)
+		submit(provider.Request{NodeID: "7", Action: "reboot"})
+	}
+	e.cloud.InjectFault(fakecloud.Fault{Mode: fakecloud.Reject, Status: 502, Body: echo, Times: 1})
+	_, err := e.driver.Status(ctx, provider.Submission{Request: provider.Request{NodeID: "7", Action: "reboot"}})
+	errs = append(errs, err)
+	e.cloud.InjectFault(fakecloud.Fault{Mode: fakecloud.Reject, Status: 200, Body: "not json " + creds.E2EAPIKey, Times: 1})
+	_, err = e.driver.Lookup(ctx, provider.Request{NodeID: "7", Action: "power_on"}, time.Now())
+	errs = append(errs, err)
+
+	// Wrong credentials, then no server at all (the URL is in the transport error).
+	bad := newEnv(t, func(c *provider.Config) {
+		c.Credentials = map[string][]byte{"apiKey": []byte("wrongapikey123"), "token": []byte("wrong-token-456")}
+	})
+	errs = append(errs, bad.driver.Probe(ctx))
+	bad.server.Close()
+	errs = append(errs, bad.driver.Probe(ctx))
+	e.server.Close()
+	submit(provider.Request{NodeID: "7", Action: "reboot"})
+	errs = append(errs, e.driver.Probe(ctx))
+
+	secrets := []string{creds.E2EAPIKey, creds.E2EToken, "wrongapikey123", "wrong-token-456"}
+	if len(errs) != 12 {
+		t.Fatalf("%d errors collected", len(errs))
+	}
+	for i, err := range errs {
+		if err == nil {
+			t.Errorf("case %d: no error", i)
+			continue
+		}
+		pe := asError(t, err)
+		for _, text := range []string{err.Error(), pe.Message} {
+			for _, s := range secrets {
+				if strings.Contains(text, s) {
+					t.Errorf("case %d: error %q shows a credential", i, text)
+				}
+			}
+		}
+	}
+}

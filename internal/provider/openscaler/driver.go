@@ -1,0 +1,330 @@
+// Package openscaler drives OpenScaler VM actions (POST /v1/vms/{id}/actions).
+//
+// The API is synchronous and keeps no action objects or history: an empty
+// 2xx means the call did its work, and the VM's libvirt state
+// (GET /v1/vms/{id}?only=state) is the only thing that shows an effect
+// afterwards. A graceful shutdown waits for the guest and answers 408 (or
+// 500) when the guest takes longer than the API's timeout, although the VM
+// may still go down: the driver then watches the state instead of failing or
+// calling again.
+package openscaler
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"reflect"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/nodeaction/nodeaction-operator/api/v1alpha1"
+	"github.com/nodeaction/nodeaction-operator/internal/provider"
+)
+
+// DefaultEndpoint is OpenScaler's public API.
+const DefaultEndpoint = "https://api.alpha.openscaler.net"
+
+// RequestsPerMinute is a conservative guess: OpenScaler publishes no limit.
+const RequestsPerMinute = 120
+
+// VM ids are letters, digits and dashes (the documented example is 23).
+var vmID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,127}$`)
+
+// targetState is the libvirt state each idempotent action leaves the VM in.
+// reboot and reset leave it running, as it was, so the state proves nothing.
+var targetState = map[string]string{
+	"start":     "running",
+	"shutdown":  "shutoff",
+	"power_off": "shutoff",
+}
+
+var capabilities = provider.Capabilities{
+	Actions: map[string]provider.ActionInfo{
+		"start":     {Repeatable: true, Idempotent: true},
+		"shutdown":  {Repeatable: true, Idempotent: true},
+		"power_off": {Repeatable: true, Idempotent: true},
+		"reboot":    {Repeatable: true},
+		"reset":     {Repeatable: true},
+	},
+	Portable: map[string]provider.Native{
+		"power_on":    {Action: "start"},
+		"shutdown":    {Action: "shutdown"},
+		"power_off":   {Action: "power_off"},
+		"reboot":      {Action: "reboot"},
+		"power_cycle": {Action: "reset"},
+	},
+}
+
+// Driver is the OpenScaler driver.
+type Driver struct {
+	client *http.Client
+	base   string
+	header http.Header
+}
+
+var _ provider.Driver = (*Driver)(nil)
+
+// New builds a driver from the Secret key `token`.
+func New(cfg provider.Config) (provider.Driver, error) {
+	token := strings.TrimSpace(string(cfg.Credentials["token"]))
+	if token == "" {
+		return nil, provider.NewTerminal(v1alpha1.ReasonCredentialsError, `the credentials Secret has no key "token" (an OpenScaler access token)`)
+	}
+	endpoint := cfg.Endpoint
+	if endpoint == "" {
+		endpoint = DefaultEndpoint
+	}
+	if err := provider.CheckEndpoint(endpoint); err != nil {
+		return nil, err
+	}
+	h := http.Header{}
+	h.Set("Authorization", "Bearer "+token)
+	if cfg.UserAgent != "" {
+		h.Set("User-Agent", cfg.UserAgent)
+	}
+	return &Driver{client: cfg.HTTPClient, base: strings.TrimSuffix(endpoint, "/"), header: h}, nil
+}
+
+// Capabilities: the five documented actions.
+func (d *Driver) Capabilities() provider.Capabilities { return capabilities }
+
+// Probe lists VMs: a cheap authenticated GET (GET /v1/vms is assumed; the
+// seed documents only the actions endpoint and the VM read).
+func (d *Driver) Probe(ctx context.Context) error {
+	resp, err := provider.Send(ctx, d.client, http.MethodGet, d.base+"/v1/vms", d.header, nil)
+	if err != nil {
+		return err
+	}
+	if success(resp) {
+		return nil
+	}
+	e := statusError(resp, http.MethodGet)
+	if e.StatusCode == http.StatusNotFound {
+		e.Kind, e.Reason = provider.Terminal, v1alpha1.ReasonInvalidConfig
+		e.Message = "the endpoint has no OpenScaler API at /v1/vms: " + e.Message
+	}
+	return e
+}
+
+// Validate checks the VM id and that no parameter is set: no OpenScaler
+// action takes one, and silently ignoring one would mislead.
+func (d *Driver) Validate(req provider.Request) error {
+	if !vmID.MatchString(req.NodeID) {
+		return provider.NewTerminal(v1alpha1.ReasonInvalidNodeID,
+			fmt.Sprintf("OpenScaler VM ids are letters, digits and dashes; %q is not one", req.NodeID))
+	}
+	if _, ok := capabilities.Actions[req.Action]; !ok {
+		return provider.NewTerminal(v1alpha1.ReasonUnsupportedAction,
+			fmt.Sprintf("OpenScaler has no action %q; it supports: %s", req.Action, strings.Join(capabilities.Names(), ", ")))
+	}
+	if f := setParameter(req.Parameters); f != "" {
+		return provider.NewTerminal(v1alpha1.ReasonInvalidParameters,
+			fmt.Sprintf("OpenScaler's %s takes no parameters; remove spec.parameters.%s", req.Action, f))
+	}
+	return nil
+}
+
+// setParameter names the first parameter that is set, by its JSON name.
+func setParameter(p v1alpha1.ActionParameters) string {
+	v := reflect.ValueOf(p)
+	for i := range v.NumField() {
+		if !v.Field(i).IsZero() {
+			name, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("json"), ",")
+			return name
+		}
+	}
+	return ""
+}
+
+// Submit posts the action: exactly one POST, then (for a 2xx or a refusal)
+// at most one read of the VM's state, which never repeats the action.
+func (d *Driver) Submit(ctx context.Context, req provider.Request) (provider.Submission, error) {
+	if err := d.Validate(req); err != nil {
+		return provider.Submission{}, err
+	}
+	sub := provider.Submission{Request: req, StartedAt: time.Now()}
+	body := struct {
+		Type string `json:"type"`
+	}{req.Action}
+	resp, err := provider.Send(ctx, d.client, http.MethodPost, d.vmURL(req.NodeID)+"/actions", d.header, body)
+	if err != nil {
+		return provider.Submission{}, err
+	}
+	code := resp.StatusCode
+	switch {
+	case success(resp):
+		sub.Done = d.proven(ctx, req)
+		return sub, nil
+	case req.Action == "shutdown" && (code == http.StatusRequestTimeout || code == http.StatusInternalServerError):
+		// Documented: the API gave up waiting for the guest, which may still
+		// be shutting down. Not a failure and no reason to call again:
+		// Status watches the state until it is shutoff.
+		return sub, nil
+	}
+	e := statusError(resp, http.MethodPost)
+	if refusal(code) {
+		// An action refused because the VM is already where it would put
+		// it changed nothing, and that is success.
+		if want, idempotent := targetState[req.Action]; idempotent {
+			if state, err := d.state(ctx, req.NodeID); err == nil && state == want {
+				sub.Done = &provider.ActionStatus{State: provider.StateSucceeded, Reason: v1alpha1.ReasonAlreadyInState, CompletedAt: time.Now(),
+					Message: fmt.Sprintf("OpenScaler refused %s (%s) and VM %s is already %s", req.Action, e.Message, req.NodeID, want)}
+				return sub, nil
+			}
+		}
+	}
+	if code == http.StatusUnprocessableEntity {
+		// The synchronous call ran against the VM and did not do it; the VM
+		// was left as it was.
+		e.Kind, e.Reason = provider.Terminal, v1alpha1.ReasonProviderFailed
+		e.Message = fmt.Sprintf("OpenScaler did not %s VM %s: %s", req.Action, req.NodeID, e.Message)
+	}
+	return provider.Submission{}, e
+}
+
+// proven says how a 2xx ended: reboot and reset cannot be seen afterwards;
+// the others are done when one read of the state shows it. nil leaves it to
+// Status.
+func (d *Driver) proven(ctx context.Context, req provider.Request) *provider.ActionStatus {
+	if _, idempotent := targetState[req.Action]; !idempotent {
+		st := unverified(req)
+		return &st
+	}
+	st, err := d.readBack(ctx, req)
+	if err != nil || st.State != provider.StateSucceeded {
+		return nil
+	}
+	return &st
+}
+
+// Status reads the VM's state back; there is no action object to read.
+func (d *Driver) Status(ctx context.Context, sub provider.Submission) (provider.ActionStatus, error) {
+	if sub.Done != nil {
+		return *sub.Done, nil
+	}
+	if err := d.Validate(sub.Request); err != nil {
+		return provider.ActionStatus{}, err
+	}
+	if _, idempotent := targetState[sub.Action]; !idempotent {
+		return unverified(sub.Request), nil
+	}
+	return d.readBack(ctx, sub.Request)
+}
+
+func (d *Driver) readBack(ctx context.Context, req provider.Request) (provider.ActionStatus, error) {
+	want := targetState[req.Action]
+	state, err := d.state(ctx, req.NodeID)
+	if err != nil {
+		return provider.ActionStatus{}, err
+	}
+	if state == want {
+		return provider.ActionStatus{State: provider.StateSucceeded, Reason: v1alpha1.ReasonCompleted, CompletedAt: time.Now(),
+			Message: fmt.Sprintf("VM %s is %s after OpenScaler's %s call", req.NodeID, state, req.Action)}, nil
+	}
+	if req.Action == "shutdown" {
+		return provider.ActionStatus{State: provider.StateInProgress, Reason: v1alpha1.ReasonInProgress,
+			Message: fmt.Sprintf("VM %s is %s, not shutoff yet. OpenScaler's shutdown waits for the guest and answers 408 or 500 when its own timeout passes first, "+
+				"while the guest may still shut down; the operator is watching the VM state until it is shutoff", req.NodeID, state)}, nil
+	}
+	return provider.ActionStatus{State: provider.StateInProgress, Reason: v1alpha1.ReasonVerifying,
+		Message: fmt.Sprintf("OpenScaler answered the %s call but VM %s is %s, not %s yet", req.Action, req.NodeID, state, want)}, nil
+}
+
+func unverified(req provider.Request) provider.ActionStatus {
+	how := "a reset leaves the VM running before and after"
+	if req.Action == "reboot" {
+		how = "a reboot is a signal the guest may ignore, and the VM is running before and after"
+	}
+	return provider.ActionStatus{State: provider.StateSucceeded, Reason: v1alpha1.ReasonAcceptedUnverified, CompletedAt: time.Now(),
+		Message: fmt.Sprintf("OpenScaler accepted the %s of VM %s; %s, so the API cannot show that it took effect", req.Action, req.NodeID, how)}
+}
+
+// Lookup recovers a submission whose answer was lost. OpenScaler keeps no
+// action history, so only the VM's state can tell, and only for actions
+// that leave a state of their own.
+func (d *Driver) Lookup(ctx context.Context, req provider.Request, since time.Time) (*provider.Submission, error) {
+	if err := d.Validate(req); err != nil {
+		return nil, err
+	}
+	want, idempotent := targetState[req.Action]
+	if !idempotent {
+		return nil, provider.ErrSubmissionUnknown(fmt.Sprintf(
+			"OpenScaler keeps no action history and VM %s is running whether or not the lost %s ran: whether it was received cannot be known", req.NodeID, req.Action))
+	}
+	state, err := d.state(ctx, req.NodeID)
+	if err != nil {
+		return nil, err
+	}
+	if state != want {
+		return nil, provider.ErrSubmissionUnknown(fmt.Sprintf(
+			"OpenScaler keeps no action history and VM %s is %s, not %s: the lost %s may not have been received, or may still be running", req.NodeID, state, want, req.Action))
+	}
+	return &provider.Submission{Request: req, StartedAt: since, Done: &provider.ActionStatus{
+		State: provider.StateSucceeded, Reason: v1alpha1.ReasonCompleted, CompletedAt: time.Now(),
+		Message: fmt.Sprintf("VM %s is %s, as the %s leaves it; OpenScaler keeps no action history, so the operator adopts the state", req.NodeID, state, req.Action),
+	}}, nil
+}
+
+// state reads the VM's libvirt state.
+func (d *Driver) state(ctx context.Context, id string) (string, error) {
+	resp, err := provider.Send(ctx, d.client, http.MethodGet, d.vmURL(id)+"?only=state", d.header, nil)
+	if err != nil {
+		return "", err
+	}
+	if !success(resp) {
+		return "", statusError(resp, http.MethodGet)
+	}
+	var vm struct {
+		State string `json:"state"`
+	}
+	if err := provider.Decode(resp, &vm); err != nil {
+		return "", err
+	}
+	if vm.State == "" {
+		return "", &provider.Error{Kind: provider.Retryable, Reason: v1alpha1.ReasonRetrying, StatusCode: resp.StatusCode,
+			Message: fmt.Sprintf("OpenScaler's answer for VM %s has no state", id)}
+	}
+	return vm.State, nil
+}
+
+func (d *Driver) vmURL(id string) string {
+	return d.base + "/v1/vms/" + url.PathEscape(id)
+}
+
+func success(r *provider.Response) bool { return r.StatusCode >= 200 && r.StatusCode < 300 }
+
+// refusal is a 4xx that says the provider would not run the action, as
+// opposed to credentials, an unknown VM, a timeout or a rate limit.
+func refusal(code int) bool {
+	switch code {
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusRequestTimeout, http.StatusTooManyRequests:
+		return false
+	}
+	return code >= 400 && code < 500
+}
+
+// statusError classifies an error answer, carrying OpenScaler's own words.
+func statusError(r *provider.Response, method string) *provider.Error {
+	return provider.StatusError(r.StatusCode, r.Header, method, message(r.Body))
+}
+
+// message reads the error body. Its format is not documented: take the
+// usual keys of a JSON error, else the start of the text.
+func message(body []byte) string {
+	var m map[string]any
+	if json.Unmarshal(body, &m) == nil {
+		for _, k := range []string{"message", "detail", "error", "error_description"} {
+			if s, ok := m[k].(string); ok && s != "" {
+				return provider.Redact(s)
+			}
+		}
+	}
+	s := []rune(strings.TrimSpace(string(body)))
+	if len(s) > 200 {
+		s = append(s[:200], []rune("...")...)
+	}
+	return provider.Redact(string(s))
+}

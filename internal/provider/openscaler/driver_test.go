@@ -1,0 +1,314 @@
+package openscaler_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nodeaction/nodeaction-operator/api/v1alpha1"
+	"github.com/nodeaction/nodeaction-operator/internal/fakecloud"
+	"github.com/nodeaction/nodeaction-operator/internal/provider"
+	"github.com/nodeaction/nodeaction-operator/internal/provider/drivertest"
+	"github.com/nodeaction/nodeaction-operator/internal/provider/openscaler"
+)
+
+func off(vm *fakecloud.VM) { vm.Power = fakecloud.PowerOff }
+
+func configure(base string, creds fakecloud.Credentials) provider.Config {
+	return provider.Config{Endpoint: base + "/openscaler", Credentials: map[string][]byte{"token": []byte(creds.OpenScalerToken)}}
+}
+
+func TestConformance(t *testing.T) {
+	power := func(want fakecloud.Power) func(*testing.T, fakecloud.VM) {
+		return func(t *testing.T, vm fakecloud.VM) {
+			if vm.Power != want {
+				t.Errorf("power = %s, want %s", vm.Power, want)
+			}
+		}
+	}
+	booted := func(t *testing.T, vm fakecloud.VM) {
+		if vm.Boots != 1 || vm.Power != fakecloud.PowerOn {
+			t.Errorf("boots = %d, power %s; want 1 boot, on", vm.Boots, vm.Power)
+		}
+	}
+	unverified := []string{v1alpha1.ReasonAcceptedUnverified}
+	drivertest.Run(t, drivertest.Harness{
+		Type:      v1alpha1.ProviderOpenScaler,
+		New:       openscaler.New,
+		Configure: configure,
+		BadCredentials: func(map[string][]byte) map[string][]byte {
+			return map[string][]byte{"token": []byte("revoked-token")}
+		},
+		NodeID: func(n int) string { return strconv.Itoa(20 + n) },
+		Actions: map[string]drivertest.ActionCase{
+			"start":     {Prepare: off, Check: power(fakecloud.PowerOn)},
+			"shutdown":  {Check: power(fakecloud.PowerOff)},
+			"power_off": {Check: power(fakecloud.PowerOff)},
+			"reboot":    {Check: booted, Reasons: unverified},
+			"reset":     {Check: booted, Reasons: unverified},
+		},
+		Portable: map[string]string{
+			"power_on": "start", "shutdown": "shutdown", "power_off": "power_off", "reboot": "reboot", "power_cycle": "reset",
+		},
+		// No OpenScaler action needs a parameter, so the suite's "missing
+		// parameter" case is a parameter the action does not take: Validate
+		// refuses it the same way, before any call.
+		MissingParameter: provider.Request{Action: "reboot", Parameters: v1alpha1.ActionParameters{Name: "web-2"}},
+		Rejected:         provider.Request{Action: "reboot"},
+		RejectedPrepare:  off,
+		RejectedMessage:  "VM is not running",
+		FailingAction:    provider.Request{Action: "reboot"},
+		LookupAction:     provider.Request{Action: "power_off"},
+		LookupByState:    true,
+		UnknowableAction: &provider.Request{Action: "reboot"},
+	})
+}
+
+// clock is a fake clock for fakecloud, so a slow shutdown takes no real time.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+type env struct {
+	cloud  *fakecloud.Cloud
+	clock  *clock
+	driver provider.Driver
+}
+
+const vm = "vm-7"
+
+func newEnv(t *testing.T, prepare func(*fakecloud.VM)) *env {
+	t.Helper()
+	clk := &clock{t: time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC)}
+	cloud := fakecloud.New(fakecloud.Options{Now: clk.now, ActionDuration: 20 * time.Millisecond})
+	server := httptest.NewServer(cloud.Handler())
+	t.Cleanup(server.Close)
+	cfg := configure(server.URL, fakecloud.DefaultCredentials())
+	client, err := provider.NewHTTPClient(provider.ClientOptions{Gate: provider.NewGate(100000, 1000), Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.HTTPClient = client
+	d, err := openscaler.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cloud.AddVM(fakecloud.VM{ID: vm})
+	if prepare != nil {
+		_ = cloud.UpdateVM(vm, prepare)
+	}
+	return &env{cloud: cloud, clock: clk, driver: d}
+}
+
+func (e *env) status(t *testing.T, sub provider.Submission) provider.ActionStatus {
+	t.Helper()
+	st, err := e.driver.Status(context.Background(), sub)
+	if err != nil {
+		t.Fatalf("Status: %v", err)
+	}
+	return st
+}
+
+func (e *env) posts() int {
+	return e.cloud.CountRequests(func(r fakecloud.Request) bool { return r.Method == http.MethodPost })
+}
+
+func slowShutdown(vm *fakecloud.VM) { vm.ActionDuration = 2 * fakecloud.OpenScalerShutdownTimeout }
+
+func TestShutdownTimeoutIsWatchedUntilShutoff(t *testing.T) {
+	e := newEnv(t, slowShutdown)
+	sub, err := e.driver.Submit(context.Background(), provider.Request{NodeID: vm, Action: "shutdown"})
+	if err != nil {
+		t.Fatalf("a shutdown answered 408 must not be an error: %v", err)
+	}
+	if sub.Done != nil {
+		t.Fatalf("Done = %+v, want the state watched", sub.Done)
+	}
+	if st := e.status(t, sub); st.State != provider.StateInProgress || !strings.Contains(st.Message, "watching") {
+		t.Fatalf("while the guest shuts down: %+v", st)
+	}
+	e.clock.add(2 * fakecloud.OpenScalerShutdownTimeout)
+	st := e.status(t, sub)
+	if st.State != provider.StateSucceeded || st.Reason != v1alpha1.ReasonCompleted {
+		t.Fatalf("after the guest went down: %+v", st)
+	}
+	if n := e.posts(); n != 1 {
+		t.Errorf("%d POSTs, want exactly 1", n)
+	}
+	if r := e.cloud.Log()[0]; r.Status != http.StatusRequestTimeout {
+		t.Errorf("fakecloud answered %d, want the 408 this test is about", r.Status)
+	}
+}
+
+func TestShutdownAnswered500IsWatched(t *testing.T) {
+	e := newEnv(t, nil)
+	e.cloud.InjectFault(fakecloud.Fault{ActionOnly: true, Mode: fakecloud.AcceptThenFail, Status: http.StatusInternalServerError, Times: 1})
+	sub, err := e.driver.Submit(context.Background(), provider.Request{NodeID: vm, Action: "shutdown"})
+	if err != nil {
+		t.Fatalf("a shutdown answered 500 must not be an error: %v", err)
+	}
+	if st := e.status(t, sub); st.State != provider.StateSucceeded || st.Reason != v1alpha1.ReasonCompleted {
+		t.Fatalf("got %+v, want Completed", st)
+	}
+	if n := e.posts(); n != 1 {
+		t.Errorf("%d POSTs, want exactly 1", n)
+	}
+}
+
+func TestShutdownIgnoredKeepsWatching(t *testing.T) {
+	e := newEnv(t, func(vm *fakecloud.VM) { vm.IgnoreShutdown = true })
+	sub, err := e.driver.Submit(context.Background(), provider.Request{NodeID: vm, Action: "shutdown"})
+	if err != nil {
+		t.Fatalf("Submit: %v", err)
+	}
+	for range 3 {
+		e.clock.add(time.Hour)
+		if st := e.status(t, sub); st.State != provider.StateInProgress {
+			t.Fatalf("a guest ignoring the shutdown ended %+v", st)
+		}
+	}
+	if n := e.posts(); n != 1 {
+		t.Errorf("%d POSTs, want exactly 1", n)
+	}
+}
+
+func TestRebootIsAcceptedUnverified(t *testing.T) {
+	e := newEnv(t, nil)
+	sub, err := e.driver.Submit(context.Background(), provider.Request{NodeID: vm, Action: "reboot"})
+	if err != nil {
+		t.Fatalf("Submit: %v", err)
+	}
+	if sub.Done == nil || sub.Done.State != provider.StateSucceeded || sub.Done.Reason != v1alpha1.ReasonAcceptedUnverified {
+		t.Fatalf("Done = %+v, want Succeeded/AcceptedUnverified", sub.Done)
+	}
+	if n := e.cloud.CountRequests(nil); n != 1 {
+		t.Errorf("%d requests, want the one POST (a read-back proves nothing after a reboot)", n)
+	}
+}
+
+func TestAlreadyInState(t *testing.T) {
+	for _, tc := range []struct {
+		action  string
+		prepare func(*fakecloud.VM)
+	}{{"start", nil}, {"power_off", off}, {"shutdown", off}} {
+		t.Run(tc.action, func(t *testing.T) {
+			e := newEnv(t, tc.prepare)
+			sub, err := e.driver.Submit(context.Background(), provider.Request{NodeID: vm, Action: tc.action})
+			if err != nil {
+				t.Fatalf("Submit: %v", err)
+			}
+			if sub.Done == nil || sub.Done.Reason != v1alpha1.ReasonAlreadyInState {
+				t.Fatalf("Done = %+v, want AlreadyInState", sub.Done)
+			}
+			if n := e.posts(); n != 1 {
+				t.Errorf("%d POSTs, want 1", n)
+			}
+		})
+	}
+}
+
+func TestTimeoutOnOtherActionsIsAmbiguous(t *testing.T) {
+	e := newEnv(t, off)
+	e.cloud.InjectFault(fakecloud.Fault{ActionOnly: true, Mode: fakecloud.AcceptThenFail, Status: http.StatusRequestTimeout, Times: 1})
+	_, err := e.driver.Submit(context.Background(), provider.Request{NodeID: vm, Action: "start"})
+	if !provider.IsKind(err, provider.Ambiguous) {
+		t.Fatalf("got %v, want Ambiguous", err)
+	}
+	found, err := e.driver.Lookup(context.Background(), provider.Request{NodeID: vm, Action: "start"}, time.Now())
+	if err != nil || found == nil || found.Done == nil || found.Done.State != provider.StateSucceeded {
+		t.Fatalf("Lookup: %+v, %v; want the start adopted from the running state", found, err)
+	}
+	if n := e.posts(); n != 1 {
+		t.Errorf("%d POSTs, want 1 (Lookup never submits)", n)
+	}
+}
+
+func TestLookupWhileShuttingDownIsUnknown(t *testing.T) {
+	e := newEnv(t, slowShutdown)
+	req := provider.Request{NodeID: vm, Action: "shutdown"}
+	if _, err := e.driver.Submit(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.driver.Lookup(context.Background(), req, time.Now())
+	if pe := provider.AsError(err); pe == nil || pe.Reason != v1alpha1.ReasonSubmissionUnknown {
+		t.Fatalf("got %v, want SubmissionUnknown while the VM is not shutoff", err)
+	}
+	e.clock.add(2 * fakecloud.OpenScalerShutdownTimeout)
+	found, err := e.driver.Lookup(context.Background(), req, time.Now())
+	if err != nil || found == nil || found.ActionID != "" {
+		t.Fatalf("Lookup after shutoff: %+v, %v", found, err)
+	}
+}
+
+func TestPowerOffOvertakesSlowShutdown(t *testing.T) {
+	e := newEnv(t, slowShutdown)
+	ctx := context.Background()
+	if _, err := e.driver.Submit(ctx, provider.Request{NodeID: vm, Action: "shutdown"}); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := e.driver.Submit(ctx, provider.Request{NodeID: vm, Action: "power_off"})
+	if err != nil {
+		t.Fatalf("power_off during a slow shutdown: %v", err)
+	}
+	if sub.Done == nil || sub.Done.Reason != v1alpha1.ReasonCompleted {
+		t.Fatalf("Done = %+v, want Completed", sub.Done)
+	}
+}
+
+func TestReadBackFailureLeavesItToStatus(t *testing.T) {
+	e := newEnv(t, nil)
+	e.cloud.InjectFault(fakecloud.Fault{Method: http.MethodGet, Mode: fakecloud.Reject, Status: http.StatusBadGateway, Times: 1})
+	sub, err := e.driver.Submit(context.Background(), provider.Request{NodeID: vm, Action: "power_off"})
+	if err != nil {
+		t.Fatalf("a failed read after an accepted POST must not fail the submission: %v", err)
+	}
+	if sub.Done != nil {
+		t.Fatalf("Done = %+v without a read-back", sub.Done)
+	}
+	if st := e.status(t, sub); st.Reason != v1alpha1.ReasonCompleted {
+		t.Fatalf("Status: %+v", st)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	e := newEnv(t, nil)
+	for _, tc := range []struct {
+		req    provider.Request
+		reason string
+		text   string
+	}{
+		{provider.Request{NodeID: "vm_7", Action: "reboot"}, v1alpha1.ReasonInvalidNodeID, "vm_7"},
+		{provider.Request{NodeID: vm, Action: "rename"}, v1alpha1.ReasonUnsupportedAction, "power_off"},
+		{provider.Request{NodeID: vm, Action: "start", Parameters: v1alpha1.ActionParameters{Image: "ubuntu"}}, v1alpha1.ReasonInvalidParameters, "spec.parameters.image"},
+	} {
+		err := e.driver.Validate(tc.req)
+		if pe := provider.AsError(err); pe == nil || pe.Kind != provider.Terminal || pe.Reason != tc.reason || !strings.Contains(pe.Message, tc.text) {
+			t.Errorf("%+v: got %v, want Terminal %s mentioning %q", tc.req, err, tc.reason, tc.text)
+		}
+	}
+}
+
+func TestMissingToken(t *testing.T) {
+	_, err := openscaler.New(provider.Config{Credentials: map[string][]byte{"apiKey": []byte("x")}, HTTPClient: http.DefaultClient})
+	if pe := provider.AsError(err); pe == nil || pe.Reason != v1alpha1.ReasonCredentialsError || !strings.Contains(pe.Message, `"token"`) {
+		t.Fatalf("got %v, want CredentialsError naming the key token", err)
+	}
+}

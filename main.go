@@ -1,0 +1,131 @@
+// Command manager runs nodeaction-operator: the Provider and NodeAction
+// controllers.
+package main
+
+import (
+	"crypto/tls"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/nodeaction/nodeaction-operator/api/v1alpha1"
+	"github.com/nodeaction/nodeaction-operator/controllers"
+	"github.com/nodeaction/nodeaction-operator/internal/drivercache"
+)
+
+var scheme = runtime.NewScheme()
+
+func init() {
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(v1alpha1.AddToScheme(scheme))
+}
+
+func main() {
+	var (
+		metricsAddr, probeAddr, watchNamespace     string
+		leaderElectionID, leaderElectionNamespace  string
+		secureMetrics, enableLeaderElection        bool
+		concurrency                                int
+		requestTimeout, probeInterval, credsMaxAge time.Duration
+	)
+	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443",
+		"Address the metrics endpoint binds to (:8443 for HTTPS, :8080 for HTTP with --metrics-secure=false, 0 to disable).")
+	flag.BoolVar(&secureMetrics, "metrics-secure", true,
+		"Serve metrics over HTTPS, allowing only authenticated and authorized clients (TokenReview and SubjectAccessReview).")
+	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
+	flag.BoolVar(&enableLeaderElection, "leader-elect", false,
+		"Elect a leader, so that of several replicas only one reconciles (a Lease in the leader election namespace).")
+	flag.StringVar(&leaderElectionID, "leader-election-id", "nodeaction-operator.compute.nodeaction.dev", "Name of the leader election Lease.")
+	flag.StringVar(&leaderElectionNamespace, "leader-election-namespace", "",
+		"Namespace of the leader election Lease (default: the namespace the manager runs in).")
+	flag.StringVar(&watchNamespace, "watch-namespace", "",
+		"Only watch this namespace (default: all namespaces).")
+	flag.IntVar(&concurrency, "max-concurrent-reconciles", 8, "NodeActions reconciled in parallel.")
+	flag.DurationVar(&requestTimeout, "provider-request-timeout", 30*time.Second,
+		"Timeout of one provider API request. A submission whose answer is lost is looked up only after this.")
+	flag.DurationVar(&probeInterval, "provider-probe-interval", 10*time.Minute, "How often Provider credentials are checked again.")
+	flag.DurationVar(&credsMaxAge, "credentials-max-age", 5*time.Minute,
+		"How long credentials read from a Secret are used before the Secret is read again.")
+	opts := zap.Options{Development: false}
+	opts.BindFlags(flag.CommandLine)
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "Usage: %s [flags]\n\nRuns the nodeaction-operator controllers (Provider, NodeAction).\n\nFlags:\n", os.Args[0])
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+	log := ctrl.Log.WithName("setup")
+
+	// HTTP/2 is off on the metrics server (CVE-2023-44487, CVE-2023-39325), as kubebuilder does.
+	disableHTTP2 := func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }
+	metricsOpts := metricsserver.Options{BindAddress: metricsAddr, SecureServing: secureMetrics, TLSOpts: []func(*tls.Config){disableHTTP2}}
+	if secureMetrics {
+		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+
+	cacheOpts := cache.Options{
+		// The controllers never read managedFields: dropping them keeps the
+		// cache small with many NodeActions.
+		DefaultTransform: cache.TransformStripManagedFields(),
+	}
+	if watchNamespace != "" {
+		cacheOpts.DefaultNamespaces = map[string]cache.Config{watchNamespace: {}}
+	}
+
+	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+		Scheme:                        scheme,
+		Metrics:                       metricsOpts,
+		HealthProbeBindAddress:        probeAddr,
+		LeaderElection:                enableLeaderElection,
+		LeaderElectionID:              leaderElectionID,
+		LeaderElectionNamespace:       leaderElectionNamespace,
+		LeaderElectionReleaseOnCancel: true,
+		Cache:                         cacheOpts,
+	})
+	if err != nil {
+		log.Error(err, "unable to create manager")
+		os.Exit(1)
+	}
+
+	drivers := drivercache.New(mgr.GetAPIReader(), drivercache.Options{
+		MaxAge: credsMaxAge, RequestTimeout: requestTimeout, UserAgent: "nodeaction-operator",
+	})
+	if err := (&controllers.ProviderReconciler{
+		Client: mgr.GetClient(), Drivers: drivers, Recorder: mgr.GetEventRecorder("nodeaction-operator"), ProbeInterval: probeInterval,
+	}).SetupWithManager(mgr, controller.Options{}); err != nil {
+		log.Error(err, "unable to set up the Provider controller")
+		os.Exit(1)
+	}
+	if err := (&controllers.NodeActionReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Drivers: drivers, Recorder: mgr.GetEventRecorder("nodeaction-operator"),
+	}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: concurrency}); err != nil {
+		log.Error(err, "unable to set up the NodeAction controller")
+		os.Exit(1)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		log.Error(err, "unable to set up health check")
+		os.Exit(1)
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		log.Error(err, "unable to set up ready check")
+		os.Exit(1)
+	}
+
+	log.Info("starting manager", "watchNamespace", watchNamespace, "leaderElection", enableLeaderElection)
+	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+		log.Error(err, "problem running manager")
+		os.Exit(1)
+	}
+}
