@@ -7,6 +7,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodeaction/nodeaction-operator/api/v1alpha1"
 	"github.com/nodeaction/nodeaction-operator/internal/fakecloud"
@@ -216,7 +217,4 @@ func TestMissingProviderWaitsThenRuns(t *testing.T) {
 	}
 }
 
-func keyOf(na *v1alpha1.NodeAction) (k struct{ Namespace, Name string }) {
-	k.Namespace, k.Name = na.Namespace, na.Name
-	return k
-}
+func keyOf(o client.Object) client.ObjectKey { return client.ObjectKeyFromObject(o) }

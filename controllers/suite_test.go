@@ -308,3 +308,19 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// waitForList lists objects in a namespace until cond holds.
+func waitForList(t *testing.T, list client.ObjectList, ns string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err := k8s.List(context.Background(), list, client.InNamespace(ns))
+		if err == nil && cond() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %T in %s (last error %v)", list, ns, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
