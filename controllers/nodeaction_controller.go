@@ -553,7 +553,7 @@ func (s *step) failed(_ context.Context, t target, as provider.ActionStatus) ctr
 	if na.Spec.BackoffLimit != nil {
 		limit = *na.Spec.BackoffLimit
 	}
-	repeatable := t.driver.Capabilities().Actions[t.req.Action].Repeatable
+	repeatable := t.driver.Capabilities().Repeatable(t.req)
 	if st.FailedAttempts < limit && repeatable {
 		st.FailedAttempts++
 		wait := backoff(st.FailedAttempts)

@@ -112,6 +112,9 @@ type ActionInfo struct {
 	// Repeatable: submitting it again after a provider-reported failure is
 	// safe (backoffLimit only retries these).
 	Repeatable bool
+	// RepeatableIf, when set, decides Repeatable per request (Senlin's
+	// recover is safe to repeat as REBOOT, not as REBUILD or RECREATE).
+	RepeatableIf func(Request) bool
 	// Idempotent: the VM's state shows whether it is done, so a lost
 	// submission can be resolved by reading the VM.
 	Idempotent bool

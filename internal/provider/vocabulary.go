@@ -63,3 +63,16 @@ func Describe(r Request) string {
 	}
 	return r.Action
 }
+
+// Repeatable tells whether a request may be submitted again after the
+// provider reported it failed.
+func (c Capabilities) Repeatable(r Request) bool {
+	info, ok := c.Actions[r.Action]
+	if !ok {
+		return false
+	}
+	if info.RepeatableIf != nil {
+		return info.RepeatableIf(r)
+	}
+	return info.Repeatable
+}

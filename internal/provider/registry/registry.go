@@ -29,9 +29,9 @@ type Entry struct {
 
 var drivers = map[v1alpha1.ProviderType]Entry{
 	v1alpha1.ProviderCloudsFor:    {New: cloudsfor.New, RequestsPerMinute: cloudsfor.RequestsPerMinute},
-	v1alpha1.ProviderDigitalOcean: {New: digitalocean.New, RequestsPerMinute: digitalocean.RequestsPerMinute},
-	v1alpha1.ProviderE2E:          {New: e2e.New, RequestsPerMinute: e2e.RequestsPerMinute},
-	v1alpha1.ProviderOpenScaler:   {New: openscaler.New, RequestsPerMinute: openscaler.RequestsPerMinute},
+	v1alpha1.ProviderDigitalOcean: {New: digitalocean.New, RequestsPerMinute: digitalocean.RequestsPerMinute, DefaultEndpoint: digitalocean.DefaultEndpoint},
+	v1alpha1.ProviderE2E:          {New: e2e.New, RequestsPerMinute: e2e.RequestsPerMinute, DefaultEndpoint: e2e.DefaultEndpoint},
+	v1alpha1.ProviderOpenScaler:   {New: openscaler.New, RequestsPerMinute: openscaler.RequestsPerMinute, DefaultEndpoint: openscaler.DefaultEndpoint},
 	v1alpha1.ProviderSenlin:       {New: senlin.New, RequestsPerMinute: senlin.RequestsPerMinute},
 }
 

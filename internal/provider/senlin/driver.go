@@ -283,10 +283,8 @@ func (d *Driver) Capabilities() provider.Capabilities { return capabilities }
 
 var capabilities = provider.Capabilities{
 	Actions: map[string]provider.ActionInfo{
-		"check": {Repeatable: true},
-		// recover REBOOT is repeatable, REBUILD and RECREATE are not; per
-		// action name only the safe answer fits (see Repeatable).
-		"recover": {},
+		"check":   {Repeatable: true},
+		"recover": {RepeatableIf: recoverRepeatable},
 	},
 	Portable: map[string]provider.Native{
 		"reboot":      {Action: "recover", Recover: &v1alpha1.RecoverParameters{Operation: "REBOOT", RebootType: "SOFT"}},
@@ -294,17 +292,10 @@ var capabilities = provider.Capabilities{
 	},
 }
 
-// Repeatable tells whether a request may be submitted again after Senlin
-// reported it failed: check and recover REBOOT may, a REBUILD or RECREATE
-// may not.
-func Repeatable(req provider.Request) bool {
-	switch req.Action {
-	case "check":
-		return true
-	case "recover":
-		return req.Parameters.Recover != nil && strings.EqualFold(req.Parameters.Recover.Operation, "REBOOT")
-	}
-	return false
+// recoverRepeatable: a recover REBOOT may be submitted again after Senlin
+// reported it failed; a REBUILD or RECREATE may not.
+func recoverRepeatable(req provider.Request) bool {
+	return req.Parameters.Recover != nil && strings.EqualFold(req.Parameters.Recover.Operation, "REBOOT")
 }
 
 // Probe lists one action: a cheap authenticated request.

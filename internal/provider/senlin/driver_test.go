@@ -433,16 +433,26 @@ func TestValidate(t *testing.T) {
 }
 
 func TestRepeatable(t *testing.T) {
+	caps := newTestDriverCaps(t)
 	for req, want := range map[*provider.Request]bool{
 		{Action: "check"}: true,
 		{Action: "recover", Parameters: recoverParams("reboot", "SOFT")}: true,
 		{Action: "recover", Parameters: recoverParams("REBUILD", "")}:    false,
 		{Action: "recover", Parameters: recoverParams("RECREATE", "")}:   false,
 	} {
-		if got := senlin.Repeatable(*req); got != want {
+		if got := caps.Repeatable(*req); got != want {
 			t.Errorf("Repeatable(%s) = %v", provider.Describe(*req), got)
 		}
 	}
+}
+
+func newTestDriverCaps(t *testing.T) provider.Capabilities {
+	t.Helper()
+	d, err := senlin.New(provider.Config{AuthURL: "http://127.0.0.1:1/identity/v3", Credentials: map[string][]byte{"token": []byte("t")}, HTTPClient: &http.Client{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.Capabilities()
 }
 
 // clock is a fake time the cloud runs on, so action states are set by the test.
