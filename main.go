@@ -39,6 +39,7 @@ func main() {
 		secureMetrics, enableLeaderElection        bool
 		concurrency                                int
 		requestTimeout, probeInterval, credsMaxAge time.Duration
+		leaseDuration, renewDeadline, retryPeriod  time.Duration
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443",
 		"Address the metrics endpoint binds to (:8443 for HTTPS, :8080 for HTTP with --metrics-secure=false, 0 to disable).")
@@ -50,6 +51,10 @@ func main() {
 	flag.StringVar(&leaderElectionID, "leader-election-id", "nodeaction-operator.compute.nodeaction.dev", "Name of the leader election Lease.")
 	flag.StringVar(&leaderElectionNamespace, "leader-election-namespace", "",
 		"Namespace of the leader election Lease (default: the namespace the manager runs in).")
+	flag.DurationVar(&leaseDuration, "leader-elect-lease-duration", 15*time.Second,
+		"How long a non-leader waits before taking over a lease the leader stopped renewing.")
+	flag.DurationVar(&renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "How long the leader keeps trying to renew before it gives up leading.")
+	flag.DurationVar(&retryPeriod, "leader-elect-retry-period", 2*time.Second, "How often leader election is attempted.")
 	flag.StringVar(&watchNamespace, "watch-namespace", "",
 		"Only watch this namespace (default: all namespaces).")
 	flag.IntVar(&concurrency, "max-concurrent-reconciles", 8, "NodeActions reconciled in parallel.")
@@ -92,6 +97,9 @@ func main() {
 		LeaderElectionID:              leaderElectionID,
 		LeaderElectionNamespace:       leaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 &leaseDuration,
+		RenewDeadline:                 &renewDeadline,
+		RetryPeriod:                   &retryPeriod,
 		Cache:                         cacheOpts,
 	})
 	if err != nil {

@@ -359,6 +359,7 @@ func (s *step) submit(ctx context.Context, t target) (ctrl.Result, error) {
 		return ctrl.Result{}, err
 	}
 
+	s.log.Info("submitting", "attempt", st.AttemptID, "providerAction", st.ProviderAction, "node", na.Spec.NodeID)
 	sub, err := t.driver.Submit(ctx, t.req)
 	res := s.answer(ctx, t, sub, err, false)
 	if err := s.commitAnswer(ctx); err != nil {
@@ -514,7 +515,7 @@ func (s *step) follow(ctx context.Context, t target) (ctrl.Result, error) {
 	case st.SubmittedAt != nil:
 		sub.StartedAt = st.SubmittedAt.Time
 	}
-	as, err := t.driver.Status(ctx, sub)
+	as, err := t.driver.Status(provider.LowPriority(ctx), sub)
 	if err != nil {
 		pe := provider.AsError(err)
 		if pe.Kind == provider.Terminal {
@@ -604,6 +605,8 @@ func (s *step) escalate(ctx context.Context, t target) (ctrl.Result, error) {
 func (s *step) finish(as provider.ActionStatus) {
 	na := s.na
 	now := s.metaNow()
+	s.log.Info("finished", "phase", map[bool]string{true: "Succeeded", false: "Failed"}[as.State == provider.StateSucceeded],
+		"reason", as.Reason, "message", as.Message)
 	if as.State == provider.StateSucceeded {
 		succeed(na, as.Reason, as.Message, now)
 		s.event(corev1.EventTypeNormal, as.Reason, "Complete", "%s", as.Message)

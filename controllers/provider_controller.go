@@ -93,7 +93,7 @@ func (r *ProviderReconciler) probe(ctx context.Context, p *v1alpha1.Provider) ct
 		} else {
 			p.Status.Endpoint = endpointOf(p)
 		}
-		err = d.Probe(ctx)
+		err = d.Probe(provider.LowPriority(ctx))
 	}
 	if err == nil {
 		setReady(p, metav1.ConditionTrue, v1alpha1.ReasonProbeSucceeded, "credentials accepted by "+string(p.Spec.Type))

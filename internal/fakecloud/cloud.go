@@ -459,3 +459,23 @@ func PasswordResetEffect(vm *VM) error {
 	vm.PasswordResets++
 	return nil
 }
+
+// Occupy starts an action on a VM from outside the operator (a person at
+// the provider's console), so the VM is busy for d and every skin refuses
+// new actions on it as its API does.
+func (c *Cloud) Occupy(id string, d time.Duration) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	vm := c.vmLocked(id)
+	if vm == nil {
+		return fmt.Errorf("no VM %q", id)
+	}
+	c.nextID++
+	a := &Action{ID: c.nextID, UUID: newUUID(c.nextID), Skin: "console", VMID: id, Type: "console",
+		State: ActionInProgress, StartedAt: c.now().UTC(), duration: d}
+	c.actions = append(c.actions, a)
+	c.byID[a.ID] = a
+	c.byUUID[a.UUID] = a
+	vm.pending = a
+	return nil
+}

@@ -49,7 +49,9 @@ func Send(ctx context.Context, client *http.Client, method, url string, header h
 	req.Header.Set("Accept", "application/json")
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, TransportError(err, false)
+		// The transport classifies what it sees; anything else is unknown,
+		// so it is treated as possibly sent.
+		return nil, TransportError(err, true)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))

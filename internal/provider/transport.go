@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -53,12 +54,23 @@ func (g *Gate) Block(t time.Time) {
 
 // admit takes a request slot: it waits up to maxWait for one, and otherwise
 // says how long the caller should come back after, without sending.
+//
+// A step that needs two requests in a row (a lookup, a read-back) must be
+// able to wait for the second token, so maxWait is at least 2.5 token
+// intervals. Low-priority requests (polls) take only a token that is free
+// now: while submissions wait for the budget, polls step back.
 func (g *Gate) admit(ctx context.Context, now time.Time, maxWait time.Duration) (time.Duration, error) {
 	g.mu.Lock()
 	blocked := g.blockedUntil.Sub(now)
 	g.mu.Unlock()
 	if blocked > 0 {
 		return blocked, nil
+	}
+	if perToken := time.Duration(float64(time.Second) / float64(g.limiter.Limit())); maxWait < perToken*5/2 {
+		maxWait = perToken * 5 / 2
+	}
+	if IsLowPriority(ctx) {
+		maxWait = 0
 	}
 	r := g.limiter.ReserveN(now, 1)
 	if !r.OK() {
@@ -80,6 +92,21 @@ func (g *Gate) admit(ctx context.Context, now time.Time, maxWait time.Duration) 
 		}
 	}
 	return 0, nil
+}
+
+type lowPriorityKey struct{}
+
+// LowPriority marks requests made with ctx as ones that may wait (status
+// polls, probes): they never wait for the rate limit, so submissions and
+// lookups get the budget first.
+func LowPriority(ctx context.Context) context.Context {
+	return context.WithValue(ctx, lowPriorityKey{}, true)
+}
+
+// IsLowPriority reports whether ctx was marked by LowPriority.
+func IsLowPriority(ctx context.Context) bool {
+	v, _ := ctx.Value(lowPriorityKey{}).(bool)
+	return v
 }
 
 // ClientOptions builds the HTTP client every driver of one Provider uses.
@@ -134,9 +161,11 @@ func NewHTTPClient(opts ClientOptions) (*http.Client, error) {
 		maxWait = 2 * time.Second
 	}
 	return &http.Client{
-		Timeout: timeout,
+		// The timeout is applied in transport, not as http.Client.Timeout:
+		// the client replaces a timed-out request's error with one that
+		// hides whether the request was sent.
 		Transport: &transport{
-			base: base, gate: opts.Gate, maxWait: maxWait,
+			base: base, gate: opts.Gate, maxWait: maxWait, timeout: timeout,
 			typ: opts.Type, observe: opts.Observe,
 		},
 		// Redirects could carry credentials to another host; providers do not use them.
@@ -148,6 +177,7 @@ type transport struct {
 	base    http.RoundTripper
 	gate    *Gate
 	maxWait time.Duration
+	timeout time.Duration
 	typ     string
 	observe func(providerType, method string, code int, d time.Duration)
 }
@@ -160,7 +190,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		if wait > 0 {
 			return nil, &Error{Kind: Retryable, Reason: v1alpha1.ReasonRateLimited, RetryAfter: wait,
-				Message: fmt.Sprintf("client-side rate limit: next request slot in %s", wait.Round(time.Second))}
+				Message: fmt.Sprintf("client-side rate limit: next request slot in %s", wait.Round(10*time.Millisecond))}
 		}
 	}
 
@@ -172,8 +202,10 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		mu.Unlock()
 	}}
 	start := time.Now()
-	resp, err := t.base.RoundTrip(req.WithContext(httptrace.WithClientTrace(req.Context(), trace)))
+	ctx, cancel := context.WithTimeout(req.Context(), t.timeout)
+	resp, err := t.base.RoundTrip(req.WithContext(httptrace.WithClientTrace(ctx, trace)))
 	if err != nil {
+		cancel()
 		mu.Lock()
 		sent := wrote
 		mu.Unlock()
@@ -188,7 +220,20 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if resp.StatusCode == http.StatusTooManyRequests && t.gate != nil {
 		t.gate.Block(time.Now().Add(RetryAfter(resp.Header, time.Now())))
 	}
+	// The timeout covers reading the body too; it ends when the body is closed.
+	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
 	return resp, nil
+}
+
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c *cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
 }
 
 // TransportError classifies an error from sending a request: nothing sent is

@@ -83,6 +83,11 @@ type env struct {
 
 func (h Harness) newEnv(t *testing.T, duration time.Duration) *env {
 	t.Helper()
+	return h.newEnvWithTimeout(t, duration, 5*time.Second)
+}
+
+func (h Harness) newEnvWithTimeout(t *testing.T, duration, timeout time.Duration) *env {
+	t.Helper()
 	cloud := fakecloud.New(fakecloud.Options{ActionDuration: duration})
 	server := httptest.NewServer(cloud.Handler())
 	t.Cleanup(server.Close)
@@ -91,7 +96,7 @@ func (h Harness) newEnv(t *testing.T, duration time.Duration) *env {
 	cfg.Name = "test/" + string(h.Type)
 	cfg.UserAgent = "nodeaction-operator-conformance"
 	client, err := provider.NewHTTPClient(provider.ClientOptions{
-		Type: string(h.Type), Gate: provider.NewGate(100000, 1000), Timeout: 5 * time.Second,
+		Type: string(h.Type), Gate: provider.NewGate(100000, 1000), Timeout: timeout,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -423,13 +428,15 @@ func (h Harness) testRateLimited(t *testing.T) {
 }
 
 func (h Harness) testAmbiguous(t *testing.T) {
-	for _, mode := range []fakecloud.FaultMode{fakecloud.AcceptThenFail, fakecloud.AcceptThenDrop} {
+	for _, mode := range []fakecloud.FaultMode{fakecloud.AcceptThenFail, fakecloud.AcceptThenDrop, fakecloud.AcceptThenHold} {
 		t.Run(string(mode), func(t *testing.T) {
-			e := h.newEnv(t, time.Second)
+			// A held answer outlives the client's 500ms timeout.
+			e := h.newEnvWithTimeout(t, time.Second, 500*time.Millisecond)
 			req := h.LookupAction
 			req.NodeID = h.NodeID(1)
 			e.addVM(req.NodeID, h.LookupPrepare)
-			e.cloud.InjectFault(fakecloud.Fault{ActionOnly: true, Mode: mode, Status: 502, Times: 1})
+			f := e.cloud.InjectFault(fakecloud.Fault{ActionOnly: true, Mode: mode, Status: 502, Times: 1})
+			defer f.Release()
 			since := time.Now()
 			_, err := e.driver.Submit(context.Background(), req)
 			expectKind(t, err, provider.Ambiguous)

@@ -1,0 +1,136 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestTimeoutAfterSendingIsAmbiguous(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	c, err := NewHTTPClient(ClientOptions{Timeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Send(context.Background(), c, http.MethodPost, srv.URL+"/x?apikey=SECRET", nil, map[string]string{"type": "reboot"})
+	pe := AsError(err)
+	if pe.Kind != Ambiguous {
+		t.Fatalf("a POST that timed out after sending is %s (%v), want Ambiguous", pe.Kind, err)
+	}
+	if strings.Contains(pe.Message, "SECRET") {
+		t.Fatalf("message %q shows the query string", pe.Message)
+	}
+}
+
+func TestRefusedIsRetryable(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL
+	srv.Close()
+	c, _ := NewHTTPClient(ClientOptions{Timeout: time.Second})
+	_, err := Send(context.Background(), c, http.MethodPost, url+"/x", nil, map[string]string{})
+	if pe := AsError(err); pe.Kind != Retryable {
+		t.Fatalf("connection refused is %s (%v), want Retryable", pe.Kind, err)
+	}
+}
+
+func TestGateRefusesWithoutSendingAndPollsStepBack(t *testing.T) {
+	hits := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits++ }))
+	defer srv.Close()
+	gate := NewGate(60, 1) // one a second, burst 1
+	c, _ := NewHTTPClient(ClientOptions{Gate: gate, MaxWait: time.Millisecond, Timeout: time.Second})
+	if _, err := Send(context.Background(), c, http.MethodGet, srv.URL, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	// The bucket is empty: a poll does not wait at all.
+	_, err := Send(LowPriority(context.Background()), c, http.MethodGet, srv.URL, nil, nil)
+	pe := AsError(err)
+	if pe.Kind != Retryable || pe.Reason != "RateLimited" || pe.RetryAfter <= 0 || pe.RetryAfter > time.Second {
+		t.Fatalf("poll on an empty budget: %+v", pe)
+	}
+	// A submission waits up to 2.5 token intervals, so it gets the next token.
+	start := time.Now()
+	if _, err := Send(context.Background(), c, http.MethodPost, srv.URL, nil, map[string]string{}); err != nil {
+		t.Fatalf("submission should wait for the next token: %v", err)
+	}
+	if waited := time.Since(start); waited < 500*time.Millisecond {
+		t.Errorf("submission waited %s, want about a second", waited)
+	}
+	if hits != 2 {
+		t.Errorf("%d requests reached the server, want 2", hits)
+	}
+}
+
+func TestProvider429BlocksTheGate(t *testing.T) {
+	calls := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls++
+		w.Header().Set("Retry-After", "30")
+		w.WriteHeader(http.StatusTooManyRequests)
+	}))
+	defer srv.Close()
+	c, _ := NewHTTPClient(ClientOptions{Gate: NewGate(6000, 100), Timeout: time.Second})
+	r, err := Send(context.Background(), c, http.MethodPost, srv.URL, nil, map[string]string{})
+	if err != nil || r.StatusCode != 429 {
+		t.Fatalf("first call: %v %v", r, err)
+	}
+	_, err = Send(context.Background(), c, http.MethodGet, srv.URL, nil, nil)
+	pe := AsError(err)
+	if pe.Reason != "RateLimited" || pe.RetryAfter < 29*time.Second {
+		t.Fatalf("after a 429 with Retry-After 30 the next request should be held back ~30s, got %+v", pe)
+	}
+	if calls != 1 {
+		t.Fatalf("%d calls reached the provider, want 1", calls)
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	for _, tc := range []struct {
+		h    http.Header
+		want time.Duration
+	}{
+		{http.Header{"Retry-After": {"7"}}, 7 * time.Second},
+		{http.Header{"Retry-After": {now.Add(9 * time.Second).UTC().Format(http.TimeFormat)}}, 9 * time.Second},
+		{http.Header{"Ratelimit-Reset": {"1700000042"}}, 42 * time.Second},
+		{http.Header{}, time.Second},
+	} {
+		if got := RetryAfter(tc.h, now); got != tc.want {
+			t.Errorf("RetryAfter(%v) = %s, want %s", tc.h, got, tc.want)
+		}
+	}
+}
+
+func TestCheckEndpoint(t *testing.T) {
+	for _, ok := range []string{"https://api.digitalocean.com", "http://127.0.0.1:8080/x", "http://localhost:1", "http://[::1]:80"} {
+		if err := CheckEndpoint(ok); err != nil {
+			t.Errorf("%s refused: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"http://api.example.com", "ftp://x", "not a url", "http://10.0.0.1"} {
+		err := CheckEndpoint(bad)
+		var pe *Error
+		if !errors.As(err, &pe) || pe.Kind != Terminal {
+			t.Errorf("%s accepted (%v)", bad, err)
+		}
+	}
+}
+
+func TestRedact(t *testing.T) {
+	got := Redact(`Put "https://x/api/v1/nodes/1/actions/?apikey=k3y&location=Delhi": EOF`)
+	if strings.Contains(got, "k3y") || !strings.Contains(got, "?<redacted>") {
+		t.Fatalf("Redact: %s", got)
+	}
+}
