@@ -77,6 +77,9 @@ func (r *NodeActionReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	if err == nil {
 		err = s.commit(ctx)
 	}
+	if err == nil && s.na.Status.Phase.Finished() && result.RequeueAfter == 0 {
+		result = s.ttlRequeue()
+	}
 	r.inflight.observe(na)
 	switch {
 	case err == nil:
@@ -240,6 +243,16 @@ func (s *step) finished(ctx context.Context) (ctrl.Result, error) {
 	}
 	s.log.Info("deleted after ttlSecondsAfterFinished", "ttl", *ttl)
 	return ctrl.Result{}, nil
+}
+
+// ttlRequeue comes back when a finished NodeAction's TTL runs out.
+func (s *step) ttlRequeue() ctrl.Result {
+	ttl := s.na.Spec.TTLSecondsAfterFinished
+	if ttl == nil || s.na.Status.CompletionTime == nil || !s.na.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}
+	}
+	wait := s.na.Status.CompletionTime.Add(time.Duration(*ttl)*time.Second).Sub(s.now) + time.Second
+	return ctrl.Result{RequeueAfter: max(wait, 100*time.Millisecond)}
 }
 
 // deadline fails the run once activeDeadlineSeconds have passed.
