@@ -51,6 +51,7 @@ type NodeActionReconciler struct {
 
 	inflight inflightTracker
 	polls    sync.Map // types.UID → time.Time of the next poll
+	fleet    fleetPoller
 }
 
 // +kubebuilder:rbac:groups=compute.nodeaction.dev,resources=nodeactions,verbs=get;list;watch;delete
@@ -528,7 +529,7 @@ func (s *step) follow(ctx context.Context, t target) (ctrl.Result, error) {
 	case st.SubmittedAt != nil:
 		sub.StartedAt = st.SubmittedAt.Time
 	}
-	as, err := t.driver.Status(provider.LowPriority(ctx), sub)
+	as, err := s.r.fleet.status(ctx, t.provider.UID, t.driver, sub, s.now)
 	if err != nil {
 		pe := provider.AsError(err)
 		if pe.Kind == provider.Terminal {

@@ -142,6 +142,16 @@ type Config struct {
 	UserAgent string
 }
 
+// BatchStatuser is implemented by drivers whose API lists many actions in
+// one call (DigitalOcean's account-wide /v2/actions): one list answers the
+// polls of many NodeActions, so a fleet stays under the rate budget.
+type BatchStatuser interface {
+	// StatusBatch returns the status of the submissions it finds, keyed by
+	// ActionID, in as few requests as the API allows. Submissions it does
+	// not find are left out (poll them one by one).
+	StatusBatch(ctx context.Context, subs []Submission) (map[string]ActionStatus, error)
+}
+
 // ResolvedEndpoint is implemented by drivers whose endpoint is discovered
 // (Senlin's catalog), so the Provider status can show it.
 type ResolvedEndpoint interface {

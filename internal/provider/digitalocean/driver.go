@@ -278,6 +278,51 @@ func (d *Driver) statusOf(ctx context.Context, sub provider.Submission, a godo.A
 	return done, nil
 }
 
+// StatusBatch pages through the account's actions, newest first, 200 at a
+// time, until every submission is found or the list is older than the
+// oldest of them. Action ids grow over time, which bounds the walk.
+func (d *Driver) StatusBatch(ctx context.Context, subs []provider.Submission) (map[string]provider.ActionStatus, error) {
+	want := make(map[int]provider.Submission, len(subs))
+	oldest := 0
+	for _, s := range subs {
+		id, err := strconv.Atoi(s.ActionID)
+		if err != nil {
+			continue
+		}
+		want[id] = s
+		if oldest == 0 || id < oldest {
+			oldest = id
+		}
+	}
+	out := make(map[string]provider.ActionStatus, len(want))
+	opt := &godo.ListOptions{Page: 1, PerPage: 200}
+	for len(want) > 0 {
+		actions, resp, err := d.client.Actions.List(ctx, opt)
+		if err != nil {
+			return out, classify(err, http.MethodGet)
+		}
+		reachedOldest := false
+		for _, a := range actions {
+			if sub, ok := want[a.ID]; ok {
+				st, err := d.statusOf(ctx, sub, a)
+				if err != nil {
+					return out, err
+				}
+				out[sub.ActionID] = st
+				delete(want, a.ID)
+			}
+			if a.ID <= oldest {
+				reachedOldest = true
+			}
+		}
+		if reachedOldest || len(actions) == 0 || resp == nil || resp.Links == nil || resp.Links.IsLastPage() {
+			break
+		}
+		opt.Page++
+	}
+	return out, nil
+}
+
 func needsReadBack(action string) bool {
 	switch action {
 	case "power_on", "power_off", "shutdown", "rename":

@@ -1,0 +1,48 @@
+package controllers
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nodeaction/nodeaction-operator/api/v1alpha1"
+	"github.com/nodeaction/nodeaction-operator/internal/fakecloud"
+)
+
+// Many DigitalOcean actions in flight are followed through shared sweeps of
+// the account's action list, not one GET per action.
+func TestFleetPollingSharesSweeps(t *testing.T) {
+	ns := newNamespace(t)
+	startManager(t)
+	createProvider(t, ns, "do", v1alpha1.ProviderDigitalOcean)
+	const n = 30
+	before := len(cloud.Log())
+	for i := 0; i < n; i++ {
+		id := fmt.Sprint(12000 + i)
+		cloud.AddVM(fakecloud.VM{ID: id, ActionDuration: 6 * time.Second})
+		create(t, nodeAction(ns, fmt.Sprintf("fleet-%02d", i), "do", id, "reboot"))
+	}
+	for i := 0; i < n; i++ {
+		na := finished(t, nodeAction(ns, fmt.Sprintf("fleet-%02d", i), "", "", ""), 60*time.Second)
+		expectReady(t, na, v1alpha1.ReasonCompleted)
+	}
+	posts, singleGets, sweeps := 0, 0, 0
+	for _, r := range cloud.Log()[before:] {
+		switch {
+		case r.Skin != "digitalocean":
+		case r.ActionCall:
+			posts++
+		case r.Method == "GET" && r.Path == "/digitalocean/v2/actions":
+			sweeps++
+		case r.Method == "GET" && len(r.Path) > len("/digitalocean/v2/actions/"):
+			singleGets++
+		}
+	}
+	t.Logf("%d actions of 6s: %d POSTs, %d list sweeps, %d single action GETs", n, posts, sweeps, singleGets)
+	if posts != n {
+		t.Fatalf("%d POSTs, want %d", posts, n)
+	}
+	if sweeps == 0 || singleGets+sweeps > n/2 {
+		t.Fatalf("polling used %d sweeps and %d single GETs for %d actions: want shared sweeps, well under one request per action", sweeps, singleGets, n)
+	}
+}
