@@ -108,8 +108,9 @@ func faultCases() []faultCase {
 // it, all at once through one manager: no duplicate actions, a terminal
 // state within the deadline, and the fault's reason in the events.
 func TestFaultMatrix(t *testing.T) {
+	t.Parallel()
 	ns := newNamespace(t)
-	startManager(t)
+	startManagerIn(t, ns)
 	types := []v1alpha1.ProviderType{v1alpha1.ProviderDigitalOcean, v1alpha1.ProviderSenlin, v1alpha1.ProviderE2E, v1alpha1.ProviderCloudsFor, v1alpha1.ProviderOpenScaler}
 	for _, typ := range types {
 		createProvider(t, ns, string(typ), typ)
@@ -170,8 +171,9 @@ func TestFaultMatrix(t *testing.T) {
 // the VM does not show cannot be resolved: the NodeAction stops with
 // SubmissionUnknown and a way to retry, and never posts again on its own.
 func TestLostAnswerWithoutHistoryStopsForAPerson(t *testing.T) {
+	t.Parallel()
 	ns := newNamespace(t)
-	startManager(t)
+	startManagerIn(t, ns)
 	for _, typ := range []v1alpha1.ProviderType{v1alpha1.ProviderE2E, v1alpha1.ProviderOpenScaler} {
 		t.Run(string(typ), func(t *testing.T) {
 			createProvider(t, ns, string(typ), typ)
@@ -215,8 +217,9 @@ func TestLostAnswerWithoutHistoryStopsForAPerson(t *testing.T) {
 // connections for a while: nothing was sent, so the operator retries, and
 // exactly one action is accepted once the port opens.
 func TestConnectionRefusedIsRetried(t *testing.T) {
+	t.Parallel()
 	ns := newNamespace(t)
-	startManager(t)
+	startManagerIn(t, ns)
 	fwd := newForwarder(t, strings.TrimPrefix(cloudURL, "http://"))
 	p, s := providerFor(t, ns, "do", v1alpha1.ProviderDigitalOcean)
 	p.Spec.Endpoint = "http://" + fwd.addr + "/digitalocean"

@@ -13,7 +13,7 @@ import (
 // the account's action list, not one GET per action.
 func TestFleetPollingSharesSweeps(t *testing.T) {
 	ns := newNamespace(t)
-	startManager(t)
+	startManagerIn(t, ns)
 	createProvider(t, ns, "do", v1alpha1.ProviderDigitalOcean)
 	const n = 30
 	before := len(cloud.Log())

@@ -63,6 +63,7 @@ func killCases() []killCase {
 // it, and checks every NodeAction made exactly one action call and ended
 // Succeeded, or Stalled with SubmissionUnknown (at most one call).
 func TestKillManagerAtRandomPoints(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("kill test runs the manager binary; skipped with -short")
 	}
@@ -94,7 +95,7 @@ func TestKillManagerAtRandomPoints(t *testing.T) {
 		}
 	}
 
-	proc := startManagerProcess(t, kubeconfig)
+	proc := startManagerProcess(t, kubeconfig, "--watch-namespace="+ns)
 	var names []string
 	for i, c := range cases {
 		na := nodeAction(ns, fmt.Sprintf("kill-%02d-%s", i, c.typ), string(c.typ), c.id, c.action)
@@ -111,7 +112,7 @@ func TestKillManagerAtRandomPoints(t *testing.T) {
 	restart := func() {
 		proc.kill()
 		kills++
-		proc = startManagerProcess(t, kubeconfig)
+		proc = startManagerProcess(t, kubeconfig, "--watch-namespace="+ns)
 	}
 	killUntil := time.Now().Add(25 * time.Second)
 	for time.Now().Before(killUntil) && !allFinished(t, ns, names) {

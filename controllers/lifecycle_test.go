@@ -23,8 +23,9 @@ import (
 // Two NodeActions on the same node run in creation order: the later one
 // waits Pending with reason NodeBusy naming the earlier one.
 func TestSameNodeRunsInCreationOrder(t *testing.T) {
+	t.Parallel()
 	ns := newNamespace(t)
-	startManager(t)
+	startManagerIn(t, ns)
 	createProvider(t, ns, "do", v1alpha1.ProviderDigitalOcean)
 	cloud.AddVM(fakecloud.VM{ID: "9501", ActionDuration: 2 * time.Second})
 
@@ -54,8 +55,9 @@ func TestSameNodeRunsInCreationOrder(t *testing.T) {
 // backoffLimit re-submits only after a provider-reported failure, and only
 // an action that is safe to repeat.
 func TestBackoffLimit(t *testing.T) {
+	t.Parallel()
 	ns := newNamespace(t)
-	startManager(t)
+	startManagerIn(t, ns)
 	createProvider(t, ns, "do", v1alpha1.ProviderDigitalOcean)
 
 	t.Run("a repeatable action is retried", func(t *testing.T) {
@@ -102,8 +104,9 @@ func TestBackoffLimit(t *testing.T) {
 }
 
 func TestTTLAfterFinishedDeletes(t *testing.T) {
+	t.Parallel()
 	ns := newNamespace(t)
-	startManager(t)
+	startManagerIn(t, ns)
 	createProvider(t, ns, "do", v1alpha1.ProviderDigitalOcean)
 	cloud.AddVM(fakecloud.VM{ID: "9701"})
 	na := nodeAction(ns, "short-lived", "do", "9701", "reboot")
@@ -122,8 +125,9 @@ func TestTTLAfterFinishedDeletes(t *testing.T) {
 // A shutdown the guest ignores is followed by power_off after
 // spec.escalation.powerOffAfterSeconds, DigitalOcean's documented pattern.
 func TestShutdownEscalatesToPowerOff(t *testing.T) {
+	t.Parallel()
 	ns := newNamespace(t)
-	startManager(t)
+	startManagerIn(t, ns)
 	createProvider(t, ns, "do", v1alpha1.ProviderDigitalOcean)
 	cloud.AddVM(fakecloud.VM{ID: "9801", IgnoreShutdown: true})
 	na := nodeAction(ns, "stubborn", "do", "9801", "shutdown")
@@ -153,7 +157,7 @@ func TestShutdownEscalatesToPowerOff(t *testing.T) {
 	// Without escalation the same shutdown never claims success.
 	cloud.AddVM(fakecloud.VM{ID: "9802", IgnoreShutdown: true})
 	plain := nodeAction(ns, "plain", "do", "9802", "shutdown")
-	plain.Spec.ActiveDeadlineSeconds = ptr.To(int64(3))
+	plain.Spec.ActiveDeadlineSeconds = ptr.To(int64(12)) // longer than a status sweep
 	create(t, plain)
 	finished(t, plain, 30*time.Second)
 	expectStalled(t, plain, v1alpha1.ReasonDeadlineExceeded, "the droplet is active, not off")
@@ -161,11 +165,12 @@ func TestShutdownEscalatesToPowerOff(t *testing.T) {
 
 // Changing spec.runID re-runs the action and keeps the earlier run in history.
 func TestRunIDStartsANewRun(t *testing.T) {
+	t.Parallel()
 	ns := newNamespace(t)
-	startManager(t)
+	startManagerIn(t, ns)
 	createProvider(t, ns, "do", v1alpha1.ProviderDigitalOcean)
-	cloud.AddVM(fakecloud.VM{ID: "9901"})
-	na := nodeAction(ns, "rerun", "do", "9901", "reboot")
+	cloud.AddVM(fakecloud.VM{ID: "9911"})
+	na := nodeAction(ns, "rerun", "do", "9911", "reboot")
 	na.Spec.RunID = "2026-11-01"
 	create(t, na)
 	finished(t, na, 20*time.Second)
@@ -184,15 +189,16 @@ func TestRunIDStartsANewRun(t *testing.T) {
 		na.Status.History[0].Phase != v1alpha1.PhaseSucceeded {
 		t.Fatalf("history %+v", na.Status.History)
 	}
-	if na.Status.ProviderActionID == firstID || cloud.AcceptedActions("9901") != 2 {
-		t.Fatalf("want a second provider action, got id %s and %d accepted", na.Status.ProviderActionID, cloud.AcceptedActions("9901"))
+	if na.Status.ProviderActionID == firstID || cloud.AcceptedActions("9911") != 2 {
+		t.Fatalf("want a second provider action, got id %s and %d accepted", na.Status.ProviderActionID, cloud.AcceptedActions("9911"))
 	}
 }
 
 // TLS verification is on; spec.caBundle adds trust for a private CA.
 func TestCABundle(t *testing.T) {
+	t.Parallel()
 	ns := newNamespace(t)
-	startManager(t)
+	startManagerIn(t, ns)
 	srv := httptest.NewTLSServer(cloud.Handler())
 	defer srv.Close()
 	pemCert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
@@ -226,6 +232,7 @@ func TestCABundle(t *testing.T) {
 // Two managers with leader election: only the leader submits, and the
 // other takes over when the leader dies.
 func TestLeaderElectionOnlyOneSubmits(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs the manager binary")
 	}
@@ -234,8 +241,8 @@ func TestLeaderElectionOnlyOneSubmits(t *testing.T) {
 	createProvider(t, ns, "do", v1alpha1.ProviderDigitalOcean)
 	le := []string{"--leader-elect", "--leader-election-namespace=" + ns, "--leader-election-id=le-test",
 		"--leader-elect-lease-duration=3s", "--leader-elect-renew-deadline=2s", "--leader-elect-retry-period=500ms"}
-	a := startManagerProcess(t, kubeconfig, le...)
-	b := startManagerProcess(t, kubeconfig, le...)
+	a := startManagerProcess(t, kubeconfig, append(le, "--watch-namespace="+ns)...)
+	b := startManagerProcess(t, kubeconfig, append(le, "--watch-namespace="+ns)...)
 
 	run := func(prefix string, from, n int) {
 		for i := from; i < from+n; i++ {
@@ -276,12 +283,13 @@ func TestLeaderElectionOnlyOneSubmits(t *testing.T) {
 // Credentials never show in the manager's logs (at debug level), in status,
 // in events, or in a request path.
 func TestCredentialsNeverLeak(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs the manager binary")
 	}
 	ns := newNamespace(t)
 	kubeconfig := writeKubeconfig(t)
-	proc := startManagerProcess(t, kubeconfig, "--zap-log-level=debug", "--zap-devel")
+	proc := startManagerProcess(t, kubeconfig, "--zap-log-level=debug", "--zap-devel", "--watch-namespace="+ns)
 	creds := fakecloud.DefaultCredentials()
 	secrets := []string{creds.DigitalOceanToken, creds.E2EAPIKey, creds.E2EToken, creds.KeystonePassword,
 		creds.CloudsForPassword, creds.OpenScalerToken, "wrong-token-never-to-be-seen"}
@@ -289,7 +297,7 @@ func TestCredentialsNeverLeak(t *testing.T) {
 	var names []string
 	for i, typ := range []v1alpha1.ProviderType{v1alpha1.ProviderDigitalOcean, v1alpha1.ProviderSenlin, v1alpha1.ProviderE2E, v1alpha1.ProviderCloudsFor, v1alpha1.ProviderOpenScaler} {
 		createProvider(t, ns, string(typ), typ)
-		id := []string{"9971", "5e000000-0000-4000-8000-000000009971", "9972", "c0ffee00000000000000000000009971", "os-9971"}[i]
+		id := []string{"9981", "5e000000-0000-4000-8000-000000009981", "9982", "c0ffee00000000000000000000009981", "os-9981"}[i]
 		cloud.AddVM(fakecloud.VM{ID: id})
 		na := nodeAction(ns, string(typ)+"-ok", string(typ), id, "power_off")
 		if typ == v1alpha1.ProviderSenlin {
@@ -308,7 +316,7 @@ func TestCredentialsNeverLeak(t *testing.T) {
 	badSecret.StringData["token"] = "wrong-token-never-to-be-seen"
 	create(t, badSecret)
 	create(t, bad)
-	create(t, nodeAction(ns, "refused", "bad", "9971", "reboot"))
+	create(t, nodeAction(ns, "refused", "bad", "9981", "reboot"))
 	names = append(names, "refused")
 	for _, n := range names {
 		finished(t, nodeAction(ns, n, "", "", ""), 60*time.Second)

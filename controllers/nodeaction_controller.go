@@ -110,9 +110,14 @@ type step struct {
 	}
 }
 
-// commit writes status if it changed, failing on a stale object.
+// commit writes status if it changed, failing on a stale object. Every
+// reconcile judges the whole status against the current spec, so the
+// conditions carry the current generation too (kubectl wait checks it).
 func (s *step) commit(ctx context.Context) error {
 	s.na.Status.ObservedGeneration = s.na.Generation
+	for i := range s.na.Status.Conditions {
+		s.na.Status.Conditions[i].ObservedGeneration = s.na.Generation
+	}
 	if equality.Semantic.DeepEqual(s.before.Status, s.na.Status) {
 		return nil
 	}
@@ -175,13 +180,34 @@ func (s *step) run(ctx context.Context) (ctrl.Result, error) {
 		return s.finished(ctx)
 	}
 	if res, over := s.deadline(); over {
-		return res, nil
+		return s.nextRun(res), nil
 	}
+	res, err := s.act(ctx)
+	if err != nil {
+		return res, err
+	}
+	return s.nextRun(res), nil
+}
+
+// nextRun starts the next run at once when spec.runID changed while the
+// run that just ended was going, so status never shows the new generation
+// as done with the old run.
+func (s *step) nextRun(res ctrl.Result) ctrl.Result {
+	if !s.na.Status.Phase.Finished() || s.na.Spec.RunID == s.na.Status.RunID {
+		return res
+	}
+	s.archiveRun()
+	s.startRun()
+	return ctrl.Result{RequeueAfter: 100 * time.Millisecond}
+}
+
+// act takes the step the phase calls for.
+func (s *step) act(ctx context.Context) (ctrl.Result, error) {
 	target, ok, res := s.prepare(ctx)
 	if !ok {
 		return s.bound(res), nil
 	}
-	switch na.Status.Phase {
+	switch s.na.Status.Phase {
 	case v1alpha1.PhaseSubmitting:
 		return s.recover(ctx, target)
 	case v1alpha1.PhaseRunning:
@@ -629,11 +655,23 @@ func (s *step) finish(as provider.ActionStatus) {
 		s.event(corev1.EventTypeWarning, as.Reason, "Fail", "%s", as.Message)
 	}
 	s.r.polls.Delete(na.UID)
-	typ := s.ptype
+	typ := s.providerType()
 	metrics.ActionsTotal.WithLabelValues(typ, na.Spec.Action, as.Reason).Inc()
 	if sub := na.Status.SubmittedAt; sub != nil {
 		metrics.ActionDuration.WithLabelValues(typ, na.Spec.Action, string(na.Status.Phase)).Observe(s.now.Sub(sub.Time).Seconds())
 	}
+}
+
+// providerType is the Provider's type, for metrics ("" if it is gone).
+func (s *step) providerType() string {
+	if s.ptype == "" {
+		p := &v1alpha1.Provider{}
+		key := types.NamespacedName{Namespace: s.na.Namespace, Name: s.na.Spec.ProviderRef.Name}
+		if err := s.r.Client.Get(context.Background(), key, p); err == nil {
+			s.ptype = string(p.Spec.Type)
+		}
+	}
+	return s.ptype
 }
 
 // schedulePoll picks the next poll: fast at first, backing off as the

@@ -15,7 +15,7 @@ import (
 
 func TestRebootCompletesWithOnePost(t *testing.T) {
 	ns := newNamespace(t)
-	startManager(t)
+	startManagerIn(t, ns)
 	createProvider(t, ns, "do", v1alpha1.ProviderDigitalOcean)
 	cloud.AddVM(fakecloud.VM{ID: "1001"})
 
@@ -45,8 +45,9 @@ func TestRebootCompletesWithOnePost(t *testing.T) {
 }
 
 func TestOnePostAcrossManagerRestartWhileRunning(t *testing.T) {
+	t.Parallel()
 	ns := newNamespace(t)
-	stop := startManager(t)
+	stop := startManagerIn(t, ns)
 	createProvider(t, ns, "do", v1alpha1.ProviderDigitalOcean)
 	cloud.AddVM(fakecloud.VM{ID: "1002", ActionDuration: 3 * time.Second})
 
@@ -55,7 +56,7 @@ func TestOnePostAcrossManagerRestartWhileRunning(t *testing.T) {
 	waitFor(t, na, 20*time.Second, "phase Running", func(n *v1alpha1.NodeAction) bool { return n.Status.Phase == v1alpha1.PhaseRunning })
 	stop()
 
-	startManager(t)
+	startManagerIn(t, ns)
 	finished(t, na, 20*time.Second)
 	expectReady(t, na, v1alpha1.ReasonCompleted)
 	if n := cloud.ActionCalls("1002"); n != 1 {
@@ -67,8 +68,9 @@ func TestOnePostAcrossManagerRestartWhileRunning(t *testing.T) {
 // accepted but its answer never recorded. The next manager must find it
 // again instead of posting twice.
 func TestOnePostWhenManagerStopsDuringThePost(t *testing.T) {
+	t.Parallel()
 	ns := newNamespace(t)
-	stop := startManager(t)
+	stop := startManagerIn(t, ns)
 	createProvider(t, ns, "do", v1alpha1.ProviderDigitalOcean)
 	cloud.AddVM(fakecloud.VM{ID: "1003"})
 	hold := cloud.InjectFault(fakecloud.Fault{Skin: "digitalocean", PathContains: "/droplets/1003/", ActionOnly: true, Mode: fakecloud.AcceptThenHold})
@@ -90,7 +92,7 @@ func TestOnePostWhenManagerStopsDuringThePost(t *testing.T) {
 		t.Fatalf("after stopping mid-POST the status should record intent without an answer, got %+v", got.Status)
 	}
 
-	startManager(t)
+	startManagerIn(t, ns)
 	finished(t, na, 30*time.Second)
 	expectReady(t, na, v1alpha1.ReasonCompleted)
 	if n := cloud.ActionCalls("1003"); n != 1 {
@@ -103,7 +105,7 @@ func TestOnePostWhenManagerStopsDuringThePost(t *testing.T) {
 
 func TestUnknownDropletStallsWithProviderMessage(t *testing.T) {
 	ns := newNamespace(t)
-	startManager(t)
+	startManagerIn(t, ns)
 	createProvider(t, ns, "do", v1alpha1.ProviderDigitalOcean)
 
 	na := nodeAction(ns, "missing", "do", "999999", "reboot")
@@ -114,7 +116,7 @@ func TestUnknownDropletStallsWithProviderMessage(t *testing.T) {
 
 func TestUnsupportedActionListsSupportedOnes(t *testing.T) {
 	ns := newNamespace(t)
-	startManager(t)
+	startManagerIn(t, ns)
 	createProvider(t, ns, "do", v1alpha1.ProviderDigitalOcean)
 	cloud.AddVM(fakecloud.VM{ID: "1004"})
 	before := cloud.CountRequests(nil)
@@ -132,7 +134,7 @@ func TestUnsupportedActionListsSupportedOnes(t *testing.T) {
 
 func TestInvalidNodeIDForProviderStalls(t *testing.T) {
 	ns := newNamespace(t)
-	startManager(t)
+	startManagerIn(t, ns)
 	createProvider(t, ns, "do", v1alpha1.ProviderDigitalOcean)
 
 	na := nodeAction(ns, "not-a-droplet", "do", "web-1", "reboot")
@@ -142,8 +144,9 @@ func TestInvalidNodeIDForProviderStalls(t *testing.T) {
 }
 
 func TestProviderRateLimitIsObeyed(t *testing.T) {
+	t.Parallel()
 	ns := newNamespace(t)
-	startManager(t)
+	startManagerIn(t, ns)
 	createProvider(t, ns, "do", v1alpha1.ProviderDigitalOcean)
 	cloud.AddVM(fakecloud.VM{ID: "1005"})
 	f := cloud.InjectFault(fakecloud.Fault{Skin: "digitalocean", PathContains: "/droplets/1005/", ActionOnly: true, Mode: fakecloud.Reject, Status: 429, RetryAfter: 2, Times: 1})
@@ -172,8 +175,9 @@ func TestProviderRateLimitIsObeyed(t *testing.T) {
 }
 
 func TestDeadlineExceeded(t *testing.T) {
+	t.Parallel()
 	ns := newNamespace(t)
-	startManager(t)
+	startManagerIn(t, ns)
 	createProvider(t, ns, "do", v1alpha1.ProviderDigitalOcean)
 	cloud.AddVM(fakecloud.VM{ID: "1006", ActionDuration: time.Hour})
 
@@ -189,7 +193,7 @@ func TestDeadlineExceeded(t *testing.T) {
 
 func TestProviderReportedFailureStalls(t *testing.T) {
 	ns := newNamespace(t)
-	startManager(t)
+	startManagerIn(t, ns)
 	createProvider(t, ns, "do", v1alpha1.ProviderDigitalOcean)
 	cloud.AddVM(fakecloud.VM{ID: "1007", FailNext: "disk controller fault"})
 
@@ -201,7 +205,7 @@ func TestProviderReportedFailureStalls(t *testing.T) {
 
 func TestMissingProviderWaitsThenRuns(t *testing.T) {
 	ns := newNamespace(t)
-	startManager(t)
+	startManagerIn(t, ns)
 	cloud.AddVM(fakecloud.VM{ID: "1008"})
 
 	na := nodeAction(ns, "early", "do-late", "1008", "power_off")

@@ -21,7 +21,7 @@ func providerReady(t *testing.T, p *v1alpha1.Provider, status metav1.ConditionSt
 
 func TestProviderReadyAfterProbe(t *testing.T) {
 	ns := newNamespace(t)
-	startManager(t)
+	startManagerIn(t, ns)
 	p := createProvider(t, ns, "do", v1alpha1.ProviderDigitalOcean)
 	p = providerReady(t, p, metav1.ConditionTrue, v1alpha1.ReasonProbeSucceeded)
 	if !contains(p.Status.SupportedActions, "reboot") || !contains(p.Status.SupportedActions, "rebuild") {
@@ -37,7 +37,7 @@ func TestProviderReadyAfterProbe(t *testing.T) {
 
 func TestProviderNotReadyWhenTokenRejected(t *testing.T) {
 	ns := newNamespace(t)
-	startManager(t)
+	startManagerIn(t, ns)
 	p, s := providerFor(t, ns, "do", v1alpha1.ProviderDigitalOcean)
 	s.StringData["token"] = "revoked-token-value"
 	create(t, s)
@@ -68,7 +68,7 @@ func TestProviderNotReadyWhenTokenRejected(t *testing.T) {
 
 func TestProviderNotReadyWithoutSecret(t *testing.T) {
 	ns := newNamespace(t)
-	startManager(t)
+	startManagerIn(t, ns)
 	p, _ := providerFor(t, ns, "do", v1alpha1.ProviderDigitalOcean)
 	create(t, p)
 	p = providerReady(t, p, metav1.ConditionFalse, v1alpha1.ReasonSecretNotFound)
@@ -79,7 +79,7 @@ func TestProviderNotReadyWithoutSecret(t *testing.T) {
 
 func TestProviderNotReadyWithoutTokenKey(t *testing.T) {
 	ns := newNamespace(t)
-	startManager(t)
+	startManagerIn(t, ns)
 	p, s := providerFor(t, ns, "do", v1alpha1.ProviderDigitalOcean)
 	s.StringData = map[string]string{"tokne": "x"}
 	create(t, s)
@@ -92,7 +92,7 @@ func TestProviderNotReadyWithoutTokenKey(t *testing.T) {
 
 func TestProviderRefusesPlainHTTPToARemoteHost(t *testing.T) {
 	ns := newNamespace(t)
-	startManager(t)
+	startManagerIn(t, ns)
 	p, s := providerFor(t, ns, "do", v1alpha1.ProviderDigitalOcean)
 	p.Spec.Endpoint = "http://api.example.com"
 	create(t, s)

@@ -34,8 +34,9 @@ var providerCases = []providerCase{
 }
 
 func TestEveryProviderReachesReady(t *testing.T) {
+	t.Parallel()
 	ns := newNamespace(t)
-	startManager(t)
+	startManagerIn(t, ns)
 	for _, pc := range providerCases {
 		t.Run(string(pc.typ), func(t *testing.T) {
 			createProvider(t, ns, string(pc.typ), pc.typ)
@@ -57,8 +58,9 @@ func TestEveryProviderReachesReady(t *testing.T) {
 }
 
 func TestEveryProviderStallsOnAnUnknownNode(t *testing.T) {
+	t.Parallel()
 	ns := newNamespace(t)
-	startManager(t)
+	startManagerIn(t, ns)
 	for _, pc := range providerCases {
 		t.Run(string(pc.typ), func(t *testing.T) {
 			createProvider(t, ns, string(pc.typ), pc.typ)
@@ -72,8 +74,9 @@ func TestEveryProviderStallsOnAnUnknownNode(t *testing.T) {
 }
 
 func TestEveryProviderStallsOnAProviderFailure(t *testing.T) {
+	t.Parallel()
 	ns := newNamespace(t)
-	startManager(t)
+	startManagerIn(t, ns)
 	for _, pc := range providerCases {
 		t.Run(string(pc.typ), func(t *testing.T) {
 			createProvider(t, ns, string(pc.typ), pc.typ)

@@ -79,7 +79,11 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	cloud = fakecloud.New(fakecloud.Options{ActionDuration: 300 * time.Millisecond})
+	// Tests run in parallel against one cloud with the same demo tokens:
+	// the per-token budget is out of the way here, and rate limits are
+	// tested with injected 429s.
+	cloud = fakecloud.New(fakecloud.Options{ActionDuration: 300 * time.Millisecond,
+		RateBudget: fakecloud.RateBudget{Limit: 1_000_000, Window: time.Minute}})
 	server := httptest.NewServer(cloud.Handler())
 	cloudURL = server.URL
 
@@ -93,15 +97,27 @@ type ioDiscard struct{}
 
 func (ioDiscard) Write(p []byte) (int, error) { return len(p), nil }
 
-// startManager runs the controllers in-process until the returned stop is
-// called (or the test ends).
+// startManager runs the controllers in-process, watching every namespace,
+// until the returned stop is called (or the test ends). Parallel tests use
+// startManagerIn so that their managers leave each other's objects alone.
 func startManager(t *testing.T) (stop func()) {
 	t.Helper()
+	return startManagerIn(t, "")
+}
+
+// startManagerIn runs the controllers in-process, watching only namespace
+// ns ("" for all).
+func startManagerIn(t *testing.T, ns string) (stop func()) {
+	t.Helper()
+	cacheOpts := cache.Options{DefaultTransform: cache.TransformStripManagedFields()}
+	if ns != "" {
+		cacheOpts.DefaultNamespaces = map[string]cache.Config{ns: {}}
+	}
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                 testScheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache:                  cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+		Cache:                  cacheOpts,
 	})
 	if err != nil {
 		t.Fatal(err)
