@@ -54,7 +54,7 @@ controlplane: ## Build kube-apiserver, etcd and kubectl from Go modules into bin
 	hack/build-controlplane.sh
 
 .PHONY: test
-test: verify-generated vet controlplane ## Unit tests and the envtest suite against a real kube-apiserver and etcd.
+test: verify-generated vet controlplane kustomize ## Unit tests and the envtest suite against a real kube-apiserver and etcd.
 	go test $(GOTEST_FLAGS) ./... -count=1 -timeout 30m
 
 .PHONY: bench
@@ -64,20 +64,25 @@ bench: controlplane build ## Benchmarks against a local apiserver, fakecloud and
 ##@ Build
 
 .PHONY: build
-build: ## Build the manager and fakecloud binaries into bin/.
+build: ## Build the manager, fakecloud and localcluster (the demo's control plane) binaries into bin/.
 	go build -o bin/manager .
 	go build -o bin/fakecloud ./hack/fakecloud
+	go build -o bin/localcluster ./hack/localcluster
 
 .PHONY: run
 run: manifests generate ## Run the manager against the cluster in ~/.kube/config.
 	go run . 
 
 .PHONY: docker-build
-docker-build: ## Build the manager image (needs a Docker engine).
+docker-build: ## Build the manager image IMG (needs a Docker engine).
 	docker build -t $(IMG) .
 
+.PHONY: docker-push
+docker-push: ## Push the manager image IMG.
+	docker push $(IMG)
+
 .PHONY: build-installer
-build-installer: manifests kustomize ## Write dist/install.yaml (CRDs, RBAC, Deployment) for IMG.
+build-installer: manifests kustomize ## Write dist/install.yaml (namespace, CRDs, RBAC, admission policy, Deployment, Service) for IMG.
 	mkdir -p dist
 	cd config/manager && $(KUSTOMIZE) edit set image controller=$(IMG)
 	$(KUSTOMIZE) build config/default > dist/install.yaml

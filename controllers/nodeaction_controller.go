@@ -421,16 +421,19 @@ func (s *step) answer(ctx context.Context, t target, sub provider.Submission, er
 		if sub.ActionID != "" {
 			msg += fmt.Sprintf(" (action %s)", sub.ActionID)
 		}
+		markSubmitted(na, msg)
+		if sub.Done != nil {
+			// Accepted and done in one answer: one event tells both.
+			done := *sub.Done
+			done.Message = msg + ": " + done.Message
+			s.finish(done)
+			return ctrl.Result{}
+		}
 		if adopted {
 			msg += fmt.Sprintf("; found again after the answer to attempt %s was lost", st.AttemptID)
 			s.event(corev1.EventTypeNormal, "Adopted", "Lookup", "%s", msg)
 		} else {
 			s.event(corev1.EventTypeNormal, "Submitted", "Submit", "%s", msg)
-		}
-		markSubmitted(na, msg)
-		if sub.Done != nil {
-			s.finish(*sub.Done)
-			return ctrl.Result{}
 		}
 		progress(na, v1alpha1.PhaseRunning, v1alpha1.ReasonInProgress, msg+"; following it")
 		return s.bound(ctrl.Result{RequeueAfter: s.schedulePoll(t)})

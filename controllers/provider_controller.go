@@ -120,7 +120,9 @@ func (r *ProviderReconciler) probe(ctx context.Context, p *v1alpha1.Provider) ct
 	if pe.Kind == provider.Terminal && reason != v1alpha1.ReasonSecretNotFound {
 		retry = 2 * time.Minute
 	}
-	if pe.RetryAfter > retry {
+	if reason == v1alpha1.ReasonRateLimited {
+		retry = max(pe.RetryAfter, time.Second)
+	} else if pe.RetryAfter > retry {
 		retry = pe.RetryAfter
 	}
 	return ctrlruntime.Result{RequeueAfter: retry}

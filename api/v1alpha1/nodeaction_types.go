@@ -344,7 +344,7 @@ type NodeActionStatus struct {
 // Stalled, Submitted).
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:categories=nodeaction,shortName=na
+// +kubebuilder:resource:categories=nodeaction-operator,shortName=na
 // +kubebuilder:printcolumn:name="Provider",type=string,JSONPath=`.spec.providerRef.name`
 // +kubebuilder:printcolumn:name="Node",type=string,JSONPath=`.spec.nodeID`
 // +kubebuilder:printcolumn:name="Action",type=string,JSONPath=`.spec.action`

@@ -142,7 +142,7 @@ type ProviderStatus struct {
 // endpoint and the Secret that holds its credentials.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:categories=nodeaction,shortName=nap
+// +kubebuilder:resource:categories=nodeaction-operator,shortName=nap
 // +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.spec.type`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`

@@ -1,0 +1,758 @@
+// Command bench measures what nodeaction-operator costs and how it scales,
+// against a local kube-apiserver and etcd (envtest, the binaries in bin/k8s),
+// fakecloud, and the manager binary (bin/manager) as its own process. It
+// prints a table of measured values with their targets; every ratio in it
+// comes from the same run on the same machine.
+//
+//	make bench                       # all rows
+//	go run ./hack/bench --help       # sizes and which rows to run
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/nodeaction/nodeaction-operator/api/v1alpha1"
+	"github.com/nodeaction/nodeaction-operator/internal/fakecloud"
+)
+
+var (
+	scheme = runtime.NewScheme()
+	kube   client.WithWatch
+	cloud  *fakecloud.Cloud
+	cloudURL,
+	kubeconfig string
+	workers int
+	// managerConcurrency is --max-concurrent-reconciles for the manager.
+	managerConcurrency int
+)
+
+// row is one line of the result table.
+type row struct {
+	name, value, target string
+	pass                *bool
+}
+
+func yes(b bool) *bool { return &b }
+
+func main() {
+	flags := flag.NewFlagSet("bench", flag.ExitOnError)
+	n := flags.Int("n", 1000, "NodeActions in the throughput run (instant provider actions)")
+	scale := flags.Int("scale", 10000, "NodeActions in the scale run (memory, restart)")
+	fleet := flags.Int("fleet", 1000, "concurrent DigitalOcean actions in the rate-limit run")
+	fleetDuration := flags.Duration("fleet-duration", 30*time.Second, "how long each action of the rate-limit run lasts")
+	budget := flags.Int("budget", 250, "provider requests per minute fakecloud allows in the rate-limit run")
+	only := flags.String("only", "", "comma-separated rows to run: ceiling,throughput,polls,scale,fleet (default all)")
+	flags.IntVar(&workers, "workers", 16, "concurrent creates")
+	manager := flags.String("manager", "bin/manager", "manager binary")
+	concurrency := flags.Int("max-concurrent-reconciles", 0, "passed to the manager (0: its default)")
+	out := flags.String("write", "", "also write the table, as Markdown, to this file")
+	_ = flags.Parse(os.Args[1:])
+	managerConcurrency = *concurrency
+	runs := map[string]bool{}
+	for _, r := range strings.Split(*only, ",") {
+		if r != "" {
+			runs[r] = true
+		}
+	}
+	want := func(r string) bool { return len(runs) == 0 || runs[r] }
+
+	logf.SetLogger(zap.New(zap.WriteTo(io.Discard)))
+	must(clientgoscheme.AddToScheme(scheme))
+	must(v1alpha1.AddToScheme(scheme))
+	assets, _ := filepath.Abs("bin/k8s")
+	if v := os.Getenv("KUBEBUILDER_ASSETS"); v != "" {
+		assets = v
+	}
+	crdDir := "config/crd/bases"
+	if v := os.Getenv("BENCH_CRD_DIR"); v != "" {
+		crdDir = v
+	}
+	env := &envtest.Environment{CRDDirectoryPaths: []string{crdDir}, ErrorIfCRDPathMissing: true, BinaryAssetsDirectory: assets}
+	cfg, err := env.Start()
+	must(err)
+	defer func() { _ = env.Stop() }()
+	// Interrupted (Ctrl-C, timeout): stop etcd, kube-apiserver and managers too.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		<-sig
+		stopManagers()
+		_ = env.Stop()
+		os.Exit(130)
+	}()
+	cfg.QPS, cfg.Burst = -1, 0 // measure the apiserver, not a client-side limiter
+	kube, err = client.NewWithWatch(cfg, client.Options{Scheme: scheme})
+	must(err)
+	admin, err := env.AddUser(envtest.User{Name: "bench-admin", Groups: []string{"system:masters"}}, nil)
+	must(err)
+	kc, err := admin.KubeConfig()
+	must(err)
+	dir, err := os.MkdirTemp("", "nodeaction-bench-")
+	must(err)
+	defer os.RemoveAll(dir)
+	kubeconfig = filepath.Join(dir, "kubeconfig")
+	must(os.WriteFile(kubeconfig, kc, 0o600))
+
+	cloud = fakecloud.New(fakecloud.Options{RateBudget: fakecloud.RateBudget{Limit: 1 << 30, Window: time.Minute}})
+	cloud.SetActionDuration(0) // instant unless a VM says otherwise
+	srv := httptest.NewServer(cloud.Handler())
+	defer srv.Close()
+	cloudURL = srv.URL
+
+	fmt.Printf("bench: %d cores, apiserver %s, manager %s\n", numCPU(), cfg.Host, *manager)
+	var rows []row
+	var ceilings ceilingRates
+	if want("ceiling") || want("throughput") {
+		ceilings = measureCeilings(cfg, *n)
+		rows = append(rows,
+			row{"ceiling: creates/s of a trivial object (ConfigMap)", fmt.Sprintf("%.0f/s", ceilings.configMap), "-", nil},
+			row{"ceiling: creates/s of a trivial custom resource (no schema rules)", fmt.Sprintf("%.0f/s", ceilings.customResource), "-", nil},
+			row{"ceiling: creates/s of NodeActions with no controller running", fmt.Sprintf("%.0f/s", ceilings.nodeAction), "-", nil})
+	}
+	if want("writecost") {
+		rows = append(rows, writeCost(*n)...)
+	}
+	if want("throughput") {
+		rows = append(rows, throughput(*manager, *n, ceilings)...)
+	}
+	if want("polls") {
+		rows = append(rows, polls(*manager, *fleetDuration)...)
+	}
+	if want("scale") {
+		rows = append(rows, scaleRun(*manager, *scale)...)
+	}
+	if want("fleet") {
+		rows = append(rows, fleetRun(*manager, *fleet, *fleetDuration, *budget)...)
+	}
+	table := render(rows)
+	fmt.Println()
+	fmt.Print(table)
+	if *out != "" {
+		must(os.WriteFile(*out, []byte(table), 0o644))
+	}
+	for _, r := range rows {
+		if r.pass != nil && !*r.pass {
+			os.Exit(1)
+		}
+	}
+}
+
+func must(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func numCPU() int {
+	b, _ := exec.Command("nproc").Output()
+	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return n
+}
+
+func render(rows []row) string {
+	var b strings.Builder
+	b.WriteString("| measure | value | target | result |\n|---|---|---|---|\n")
+	for _, r := range rows {
+		res := "-"
+		if r.pass != nil {
+			res = map[bool]string{true: "pass", false: "FAIL"}[*r.pass]
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", r.name, r.value, r.target, res)
+	}
+	return b.String()
+}
+
+// --- helpers ---
+
+var nsSeq atomic.Int64
+
+func namespace(prefix string) string {
+	name := fmt.Sprintf("%s-%d", prefix, nsSeq.Add(1))
+	must(kube.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}))
+	return name
+}
+
+// provider creates a DigitalOcean Provider (and Secret) on fakecloud.
+func provider(ns string, perMinute int32) {
+	creds := fakecloud.DefaultCredentials()
+	ctx := context.Background()
+	must(kube.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "do"}, StringData: map[string]string{"token": creds.DigitalOceanToken}}))
+	p := &v1alpha1.Provider{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "do"}, Spec: v1alpha1.ProviderSpec{
+		Type: v1alpha1.ProviderDigitalOcean, Endpoint: cloudURL + "/digitalocean", CredentialsSecretRef: v1alpha1.SecretReference{Name: "do"}}}
+	if perMinute > 0 {
+		p.Spec.RateLimit = &v1alpha1.RateLimit{RequestsPerMinute: perMinute, Burst: 100}
+	}
+	must(kube.Create(ctx, p))
+}
+
+// parallel runs f(0..n-1) on the create workers and returns how long it took.
+func parallel(n int, f func(i int)) time.Duration {
+	start := time.Now()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				f(i)
+			}
+		}()
+	}
+	wg.Wait()
+	return time.Since(start)
+}
+
+func createWithRetry(o client.Object) {
+	for attempt := 0; ; attempt++ {
+		err := kube.Create(context.Background(), o)
+		if err == nil {
+			return
+		}
+		if attempt > 20 {
+			must(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// process is the manager binary running.
+type process struct {
+	cmd         *exec.Cmd
+	metricsAddr string
+	done        chan struct{}
+}
+
+var (
+	managersMu sync.Mutex
+	managers   []*process
+)
+
+// stopManagers kills every manager the bench started.
+func stopManagers() {
+	managersMu.Lock()
+	defer managersMu.Unlock()
+	for _, p := range managers {
+		_ = p.cmd.Process.Kill()
+	}
+}
+
+func startManager(bin string, extra ...string) *process {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(err)
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	if managerConcurrency > 0 {
+		extra = append(extra, fmt.Sprintf("--max-concurrent-reconciles=%d", managerConcurrency))
+	}
+	args := append([]string{"--kubeconfig", kubeconfig, "--metrics-bind-address", addr, "--metrics-secure=false",
+		"--health-probe-bind-address=0", "--zap-log-level=error"}, extra...)
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+	must(cmd.Start())
+	p := &process{cmd: cmd, metricsAddr: addr, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	managersMu.Lock()
+	managers = append(managers, p)
+	managersMu.Unlock()
+	return p
+}
+
+func (p *process) stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// rssMiB reads the process's resident memory.
+func (p *process) rssMiB() float64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if strings.HasPrefix(s.Text(), "VmRSS:") {
+			kb, _ := strconv.Atoi(strings.Fields(s.Text())[1])
+			return float64(kb) / 1024
+		}
+	}
+	return -1
+}
+
+// metric reads one sample from the manager's /metrics (sum over series
+// matching all label fragments).
+func (p *process) metric(name string, labels ...string) (float64, bool) {
+	resp, err := http.Get("http://" + p.metricsAddr + "/metrics")
+	if err != nil {
+		return 0, false
+	}
+	defer resp.Body.Close()
+	sum, found := 0.0, false
+	s := bufio.NewScanner(resp.Body)
+	s.Buffer(make([]byte, 1<<20), 1<<20)
+	for s.Scan() {
+		line := s.Text()
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		ok := true
+		for _, l := range labels {
+			ok = ok && strings.Contains(line, l)
+		}
+		if !ok {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err == nil {
+			sum += v
+			found = true
+		}
+	}
+	return sum, found
+}
+
+// tracker watches NodeActions in a namespace: writes per object and when
+// each became Ready.
+type tracker struct {
+	mu      sync.Mutex
+	writes  map[string]int
+	readyAt map[string]time.Time
+	done    map[string]bool
+	w       watch.Interface
+	stop    chan struct{}
+}
+
+func track(ns string) *tracker {
+	t := &tracker{writes: map[string]int{}, readyAt: map[string]time.Time{}, done: map[string]bool{}, stop: make(chan struct{})}
+	w, err := kube.Watch(context.Background(), &v1alpha1.NodeActionList{}, client.InNamespace(ns))
+	must(err)
+	go func() {
+		rv := ""
+		for {
+			for ev := range w.ResultChan() {
+				na, ok := ev.Object.(*v1alpha1.NodeAction)
+				if !ok {
+					continue
+				}
+				rv = na.ResourceVersion
+				t.observe(ev.Type, na)
+			}
+			// The apiserver ends watches now and then: carry on from the
+			// last version seen, so no write is missed.
+			select {
+			case <-t.stop:
+				return
+			default:
+			}
+			for {
+				w, err = kube.Watch(context.Background(), &v1alpha1.NodeActionList{}, client.InNamespace(ns),
+					&client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: rv}})
+				if err == nil {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+	}()
+	t.w = w
+	return t
+}
+
+func (t *tracker) observe(typ watch.EventType, na *v1alpha1.NodeAction) {
+	now := time.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if typ == watch.Modified {
+		t.writes[na.Name]++
+	}
+	if c := apimeta.FindStatusCondition(na.Status.Conditions, v1alpha1.ConditionReady); c != nil && c.Status == metav1.ConditionTrue {
+		if _, seen := t.readyAt[na.Name]; !seen {
+			t.readyAt[na.Name] = now
+		}
+	}
+	if na.Status.Phase.Finished() {
+		t.done[na.Name] = true
+	}
+}
+
+// close stops watching.
+func (t *tracker) close() {
+	close(t.stop)
+	t.w.Stop()
+}
+
+func (t *tracker) waitDone(n int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		t.mu.Lock()
+		d := len(t.done)
+		t.mu.Unlock()
+		if d >= n {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return fmt.Errorf("only %d of %d NodeActions finished within %s", len(t.done), n, timeout)
+}
+
+func nodeAction(ns, name, vm, action string) *v1alpha1.NodeAction {
+	return &v1alpha1.NodeAction{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: v1alpha1.NodeActionSpec{ProviderRef: v1alpha1.ProviderReference{Name: "do"}, NodeID: vm, Action: action}}
+}
+
+func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	i := int(float64(len(ds)-1) * p)
+	return ds[i]
+}
+
+// --- rows ---
+
+type ceilingRates struct{ configMap, customResource, nodeAction float64 }
+
+// measureCeilings times creates of three kinds of object on the same
+// apiserver: a ConfigMap (protobuf, built in), a custom resource with no
+// schema rules (JSON, the cost of any CRD), and a NodeAction (its schema and
+// CEL rules) with no controller running.
+func measureCeilings(cfg *rest.Config, n int) ceilingRates {
+	ns := namespace("ceiling")
+	rate := func(name string, f func(i int)) float64 {
+		d := parallel(n, f)
+		r := float64(n) / d.Seconds()
+		fmt.Printf("ceiling: %d %s in %s: %.0f/s\n", n, name, d.Round(time.Millisecond), r)
+		return r
+	}
+	var c ceilingRates
+	c.configMap = rate("ConfigMaps", func(i int) {
+		createWithRetry(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("cm-%d", i)}, Data: map[string]string{"k": "v"}})
+	})
+	gvk := installTrivialCRD(cfg)
+	c.customResource = rate("trivial custom resources", func(i int) {
+		u := &unstructured.Unstructured{}
+		u.SetGroupVersionKind(gvk)
+		u.SetNamespace(ns)
+		u.SetName(fmt.Sprintf("t-%d", i))
+		_ = unstructured.SetNestedField(u.Object, "v", "spec", "k")
+		createWithRetry(u)
+	})
+	c.nodeAction = rate("NodeActions (no controller)", func(i int) {
+		createWithRetry(nodeAction(ns, fmt.Sprintf("na-%d", i), strconv.Itoa(i+1), "reboot"))
+	})
+	return c
+}
+
+// installTrivialCRD installs a namespaced CRD with an open schema.
+func installTrivialCRD(cfg *rest.Config) schema.GroupVersionKind {
+	gvk := schema.GroupVersionKind{Group: "bench.nodeaction.dev", Version: "v1", Kind: "Trivial"}
+	crd := &apiextensionsv1.CustomResourceDefinition{
+		ObjectMeta: metav1.ObjectMeta{Name: "trivials.bench.nodeaction.dev"},
+		Spec: apiextensionsv1.CustomResourceDefinitionSpec{
+			Group: gvk.Group, Scope: apiextensionsv1.NamespaceScoped,
+			Names: apiextensionsv1.CustomResourceDefinitionNames{Plural: "trivials", Singular: "trivial", Kind: gvk.Kind, ListKind: "TrivialList"},
+			Versions: []apiextensionsv1.CustomResourceDefinitionVersion{{Name: "v1", Served: true, Storage: true,
+				Schema: &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: &apiextensionsv1.JSONSchemaProps{
+					Type: "object", XPreserveUnknownFields: ptrTo(true)}}}},
+		},
+	}
+	_, err := envtest.InstallCRDs(cfg, envtest.CRDInstallOptions{CRDs: []*apiextensionsv1.CustomResourceDefinition{crd}})
+	must(err)
+	return gvk
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+func throughput(bin string, n int, ceilings ceilingRates) []row {
+	ns := namespace("throughput")
+	provider(ns, 100_000) // the provider is not what is measured here
+	for i := 0; i < n; i++ {
+		cloud.AddVM(fakecloud.VM{ID: strconv.Itoa(100000 + i)})
+	}
+	mgr := startManager(bin, "--watch-namespace="+ns)
+	defer mgr.stop()
+	time.Sleep(2 * time.Second) // manager up, caches synced
+	tr := track(ns)
+	defer tr.close()
+	before := len(cloud.Log())
+	start := time.Now()
+	parallel(n, func(i int) {
+		createWithRetry(nodeAction(ns, fmt.Sprintf("na-%d", i), strconv.Itoa(100000+i), "reboot"))
+	})
+	must(tr.waitDone(n, 10*time.Minute))
+	if os.Getenv("BENCH_DEBUG") != "" {
+		resp, err := http.Get("http://" + mgr.metricsAddr + "/metrics")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			for _, l := range strings.Split(string(b), "\n") {
+				if strings.Contains(l, "_sum") || strings.Contains(l, "_count") || strings.HasPrefix(l, "rest_client_requests_total") {
+					fmt.Println(l)
+				}
+			}
+		}
+	}
+	tr.mu.Lock()
+	var last time.Time
+	notReady := 0
+	for i := 0; i < n; i++ {
+		t, ok := tr.readyAt[fmt.Sprintf("na-%d", i)]
+		if !ok {
+			notReady++
+		}
+		if t.After(last) {
+			last = t
+		}
+	}
+	elapsed := last.Sub(start)
+	rate := float64(n) / elapsed.Seconds()
+	totalWrites, maxWrites := 0, 0
+	for _, w := range tr.writes {
+		totalWrites += w
+		maxWrites = max(maxWrites, w)
+	}
+	tr.mu.Unlock()
+	fmt.Printf("throughput: %d NodeActions Ready in %s: %.0f/s (%d not Ready)\n", n, elapsed.Round(time.Millisecond), rate, notReady)
+
+	// Provider calls, and provider completion → Ready latency.
+	completed := map[string]time.Time{}
+	for _, a := range cloud.Actions() {
+		completed[a.VMID] = a.CompletedAt
+	}
+	posts, others := 0, 0
+	for _, r := range cloud.Log()[before:] {
+		if r.ActionCall {
+			posts++
+		} else {
+			others++
+		}
+	}
+	var lat []time.Duration
+	tr.mu.Lock()
+	for i := 0; i < n; i++ {
+		if t, ok := tr.readyAt[fmt.Sprintf("na-%d", i)]; ok {
+			lat = append(lat, t.Sub(completed[strconv.Itoa(100000+i)]))
+		}
+	}
+	tr.mu.Unlock()
+	avgWrites := float64(totalWrites) / float64(n)
+	p50, p99 := percentile(lat, 0.5), percentile(lat, 0.99)
+	return []row{
+		{fmt.Sprintf("throughput: NodeActions/s create → Ready=True (%d, instant actions)", n), fmt.Sprintf("%.0f/s", rate), "-", yes(notReady == 0)},
+		{"throughput / ConfigMap create ceiling", fmt.Sprintf("%.2f", rate/ceilings.configMap), "≥ 0.33", yes(rate/ceilings.configMap >= 1.0/3)},
+		{"throughput / trivial custom resource create ceiling", fmt.Sprintf("%.2f", rate/ceilings.customResource), "≥ 0.33", yes(rate/ceilings.customResource >= 1.0/3)},
+		{"throughput / NodeAction create rate (no controller)", fmt.Sprintf("%.2f", rate/ceilings.nodeAction), "≥ 0.33", yes(rate/ceilings.nodeAction >= 1.0/3)},
+		{"API writes per action (status writes seen by a watch)", fmt.Sprintf("%.2f avg, %d max", avgWrites, maxWrites), "≤ 3", yes(maxWrites <= 3)},
+		{"provider action calls per action", fmt.Sprintf("%.2f (%d POSTs for %d, %d other requests)", float64(posts)/float64(n), posts, n, others), "exactly 1", yes(posts == n)},
+		{"latency: provider completion → Ready=True", fmt.Sprintf("p50 %s, p99 %s", p50.Round(time.Millisecond), p99.Round(time.Millisecond)), "-", nil},
+	}
+}
+
+// writeCost measures, without the manager, what the apiserver does per
+// second for the writes a NodeAction needs: creates, status patches, events.
+func writeCost(n int) []row {
+	ns := namespace("writecost")
+	ctx := context.Background()
+	objs := make([]*v1alpha1.NodeAction, n)
+	dc := parallel(n, func(i int) {
+		na := nodeAction(ns, fmt.Sprintf("w-%d", i), strconv.Itoa(i+1), "reboot")
+		createWithRetry(na)
+		objs[i] = na
+	})
+	dp := parallel(n, func(i int) {
+		na := objs[i]
+		before := na.DeepCopy()
+		na.Status.Phase = v1alpha1.PhaseSubmitting
+		na.Status.Message = "submitting reboot"
+		apimeta.SetStatusCondition(&na.Status.Conditions, metav1.Condition{Type: "Ready", Status: "False", Reason: "Submitting", Message: "submitting"})
+		must(kube.Status().Patch(ctx, na, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})))
+	})
+	de := parallel(n, func(i int) {
+		createWithRetry(&corev1.Event{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("e-%d", i)},
+			InvolvedObject: corev1.ObjectReference{Kind: "NodeAction", Namespace: ns, Name: fmt.Sprintf("w-%d", i)},
+			Reason:         "Submitted", Message: "accepted", Type: "Normal"})
+	})
+	rate := func(d time.Duration) string { return fmt.Sprintf("%.0f/s", float64(n)/d.Seconds()) }
+	fmt.Printf("write cost: NodeAction creates %s, status patches %s, event creates %s\n", rate(dc), rate(dp), rate(de))
+	return []row{
+		{"apiserver: NodeAction creates", rate(dc), "-", nil},
+		{"apiserver: NodeAction status patches (merge, optimistic lock)", rate(dp), "-", nil},
+		{"apiserver: Event creates", rate(de), "-", nil},
+	}
+}
+
+// polls counts status requests for actions lasting d at default settings:
+// one alone, and ten at once (where fleet polling shares sweeps).
+func polls(bin string, d time.Duration) []row {
+	var rows []row
+	for _, n := range []int{1, 10} {
+		ns := namespace("polls")
+		provider(ns, 0)
+		ids := make([]string, n)
+		for i := range ids {
+			ids[i] = strconv.Itoa(200000 + int(nsSeq.Load())*100 + i)
+			cloud.AddVM(fakecloud.VM{ID: ids[i], ActionDuration: d})
+		}
+		mgr := startManager(bin, "--watch-namespace="+ns)
+		tr := track(ns)
+		time.Sleep(2 * time.Second)
+		before := len(cloud.Log())
+		for i, id := range ids {
+			createWithRetry(nodeAction(ns, fmt.Sprintf("poll-%d", i), id, "reboot"))
+		}
+		must(tr.waitDone(n, d+2*time.Minute))
+		gets := 0
+		for _, r := range cloud.Log()[before:] {
+			if r.Method == http.MethodGet && strings.Contains(r.Path, "/actions") {
+				gets++
+			}
+		}
+		tr.close()
+		mgr.stop()
+		fmt.Printf("polls: %d action(s) of %s: %d status requests\n", n, d, gets)
+		rows = append(rows, row{fmt.Sprintf("polls per action, %d action(s) of %s at default settings", n, d),
+			fmt.Sprintf("%.1f", float64(gets)/float64(n)), "-", nil})
+	}
+	return rows
+}
+
+func scaleRun(bin string, n int) []row {
+	ns := namespace("scale")
+	provider(ns, 100_000)
+	for i := 0; i < n; i++ {
+		cloud.AddVM(fakecloud.VM{ID: strconv.Itoa(300000 + i)})
+	}
+	mgr := startManager(bin, "--watch-namespace="+ns)
+	tr := track(ns)
+	time.Sleep(2 * time.Second)
+	d := parallel(n, func(i int) {
+		createWithRetry(nodeAction(ns, fmt.Sprintf("s-%d", i), strconv.Itoa(300000+i), "reboot"))
+	})
+	fmt.Printf("scale: created %d NodeActions in %s\n", n, d.Round(time.Second))
+	must(tr.waitDone(n, 30*time.Minute))
+	tr.close()
+	time.Sleep(3 * time.Second)
+	rss := mgr.rssMiB()
+	fmt.Printf("scale: all %d finished; manager RSS %.0f MiB\n", n, rss)
+	mgr.stop()
+
+	// Restart: every finished NodeAction is seen again; none may reach the provider.
+	before := len(cloud.Log())
+	start := time.Now()
+	mgr = startManager(bin, "--watch-namespace="+ns)
+	defer mgr.stop()
+	var resync time.Duration
+	for time.Since(start) < 10*time.Minute {
+		total, ok := mgr.metric("controller_runtime_reconcile_total", `controller="nodeaction"`)
+		depth, _ := mgr.metric("workqueue_depth", `name="nodeaction"`)
+		if ok && total >= float64(n) && depth == 0 {
+			resync = time.Since(start)
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	calls := len(cloud.Log()) - before
+	rssAfter := mgr.rssMiB()
+	fmt.Printf("scale: restart resynced %d in %s with %d provider calls; RSS %.0f MiB\n", n, resync.Round(time.Millisecond), calls, rssAfter)
+	return []row{
+		{fmt.Sprintf("manager RSS with %d NodeActions (finished)", n), fmt.Sprintf("%.0f MiB (%.0f MiB after restart)", rss, rssAfter), "≤ 150 MiB", yes(rss <= 150 && rssAfter <= 150)},
+		{"provider calls for finished NodeActions after a restart", strconv.Itoa(calls), "0", yes(calls == 0)},
+		{fmt.Sprintf("time to resync %d NodeActions after a restart", n), resync.Round(time.Millisecond).String(), "-", yes(resync > 0)},
+	}
+}
+
+// fleetRun: many DigitalOcean actions at once against the published budget.
+func fleetRun(bin string, n int, d time.Duration, budget int) []row {
+	ns := namespace("fleet")
+	provider(ns, 0) // default client-side budget
+	for i := 0; i < n; i++ {
+		cloud.AddVM(fakecloud.VM{ID: strconv.Itoa(400000 + i), ActionDuration: d})
+	}
+	cloud.SetRateBudget(fakecloud.RateBudget{Limit: budget, Window: time.Minute})
+	defer cloud.SetRateBudget(fakecloud.RateBudget{Limit: 1 << 30, Window: time.Minute})
+	mgr := startManager(bin, "--watch-namespace="+ns)
+	defer mgr.stop()
+	tr := track(ns)
+	defer tr.close()
+	time.Sleep(2 * time.Second)
+	before := len(cloud.Log())
+	start := time.Now()
+	parallel(n, func(i int) {
+		createWithRetry(nodeAction(ns, fmt.Sprintf("f-%d", i), strconv.Itoa(400000+i), "reboot"))
+	})
+	err := tr.waitDone(n, 30*time.Minute)
+	elapsed := time.Since(start)
+	if err != nil {
+		fmt.Println("fleet:", err)
+	}
+	var requests, posts, tooMany int
+	for _, r := range cloud.Log()[before:] {
+		if r.Skin != "digitalocean" {
+			continue
+		}
+		requests++
+		if r.ActionCall && r.Accepted {
+			posts++
+		}
+		if r.Status == http.StatusTooManyRequests {
+			tooMany++
+		}
+	}
+	lower := time.Duration(float64(n) / float64(budget) * float64(time.Minute))
+	perAction := float64(requests) / float64(n)
+	fmt.Printf("fleet: %d actions of %s in %s (lower bound %s): %d requests, %d accepted POSTs, %d 429s\n",
+		n, d, elapsed.Round(time.Second), lower.Round(time.Second), requests, posts, tooMany)
+	return []row{
+		{fmt.Sprintf("429s received, %d DigitalOcean actions of %s, budget %d/min", n, d, budget), strconv.Itoa(tooMany), "0", yes(tooMany == 0 && err == nil)},
+		{"provider requests per action (POST + shared polling)", fmt.Sprintf("%.3f (%d requests, %d POSTs)", perAction, requests, posts), "≤ 1.1", yes(perAction <= 1.1 && posts == n)},
+		{"total time against the budget's lower bound", fmt.Sprintf("%s vs %s (%.2fx)", elapsed.Round(time.Second), lower.Round(time.Second), elapsed.Seconds()/lower.Seconds()), "-", nil},
+	}
+}
