@@ -53,9 +53,16 @@ verify-generated: manifests generate ## Fail when generated files differ from wh
 controlplane: ## Build kube-apiserver, etcd and kubectl from Go modules into bin/k8s (once).
 	hack/build-controlplane.sh
 
+TEST_LOG ?= bin/test.log
+# Lines of the verbose test log worth seeing live: package results, failures
+# and the fault tests' counts. The whole log stays in $(TEST_LOG).
+TEST_SHOW = '^(ok |FAIL|panic:|--- FAIL)|^\s+--- FAIL|(kill test|fault matrix|leader election|fleet polling):'
+
 .PHONY: test
 test: verify-generated vet controlplane kustomize ## Unit tests and the envtest suite against a real kube-apiserver and etcd.
-	go test $(GOTEST_FLAGS) ./... -count=1 -timeout 30m
+	@mkdir -p $(dir $(TEST_LOG))
+	go test $(GOTEST_FLAGS) ./... -count=1 -timeout 30m -v 2>&1 | tee $(TEST_LOG) | { grep --line-buffered -E $(TEST_SHOW) || true; } \
+	  || { echo "--- failures (whole log: $(TEST_LOG)):"; grep -E -A40 -- '--- FAIL' $(TEST_LOG) | head -400; exit 1; }
 
 .PHONY: bench
 bench: controlplane build ## Benchmarks against a local apiserver, fakecloud and the manager (docs/benchmarks.md).

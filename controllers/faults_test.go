@@ -149,8 +149,15 @@ func TestFaultMatrix(t *testing.T) {
 		create(t, c.na)
 	}
 	var lines []string
+	succeeded, duplicates := 0, 0
 	for _, c := range cells {
 		na := finished(t, c.na, 100*time.Second)
+		if na.Status.Phase == v1alpha1.PhaseSucceeded {
+			succeeded++
+		}
+		if cloud.AcceptedActions(c.id) > 1 {
+			duplicates++
+		}
 		accepted := cloud.AcceptedActions(c.id)
 		lines = append(lines, fmt.Sprintf("%-58s %-12s %-9s %-17s accepted=%d", c.fc.name, c.typ, na.Status.Phase, readyReason(na), accepted))
 		if accepted != 1 {
@@ -164,7 +171,7 @@ func TestFaultMatrix(t *testing.T) {
 		}
 	}
 	sort.Strings(lines)
-	t.Logf("fault matrix: %d cells\n%s", len(cells), joinLines(lines))
+	t.Logf("fault matrix: %d faults x providers: %d Succeeded within the deadline, %d duplicate actions\n%s", len(cells), succeeded, duplicates, joinLines(lines))
 }
 
 // Where the API keeps no history, a lost answer for an action whose effect

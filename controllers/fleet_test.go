@@ -38,7 +38,7 @@ func TestFleetPollingSharesSweeps(t *testing.T) {
 			singleGets++
 		}
 	}
-	t.Logf("%d actions of 6s: %d POSTs, %d list sweeps, %d single action GETs", n, posts, sweeps, singleGets)
+	t.Logf("fleet polling: %d DigitalOcean actions of 6s: %d POSTs, %d list sweeps, %d single action GETs", n, posts, sweeps, singleGets)
 	if posts != n {
 		t.Fatalf("%d POSTs, want %d", posts, n)
 	}

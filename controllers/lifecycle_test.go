@@ -278,6 +278,7 @@ func TestLeaderElectionOnlyOneSubmits(t *testing.T) {
 	if !strings.Contains(follower.out.String(), `"submitting"`) {
 		t.Fatal("the second manager did not take over")
 	}
+	t.Logf("leader election: 2 managers, only the leader submitted 10 actions; after it was killed the other submitted 5; 15 actions, 15 provider calls")
 }
 
 // Credentials never show in the manager's logs (at debug level), in status,
