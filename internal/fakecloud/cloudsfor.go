@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strconv"
 )
 
 // CloudsFor wire types (PROVIDERS.md "cloudsfor", seed 002).
@@ -45,14 +44,6 @@ type cfVM struct {
 type cfError struct {
 	ID      string `json:"id"`
 	Message string `json:"message"`
-}
-
-type cfLinks struct {
-	Pages map[string]string `json:"pages,omitempty"`
-}
-
-type cfMeta struct {
-	Total int `json:"total"`
 }
 
 // cfTimeFormat is ISO 8601 with milliseconds, in UTC.
@@ -270,32 +261,8 @@ func (c *Cloud) cfListActions(r *http.Request, vmID string) reply {
 	if vmID != "" && c.vmLocked(vmID) == nil {
 		return cfNotFound()
 	}
-	q := r.URL.Query()
-	page, perPage := 1, 20
-	if v, err := strconv.Atoi(q.Get("page")); err == nil && v > 0 {
-		page = v
-	}
-	if v, err := strconv.Atoi(q.Get("per_page")); err == nil && v > 0 {
-		perPage = min(v, 200)
-	}
 	all := c.actionsLocked(func(a *Action) bool {
 		return a.Skin == "cloudsfor" && (vmID == "" || a.VMID == vmID)
 	})
-	from := min((page-1)*perPage, len(all))
-	to := min(from+perPage, len(all))
-	items := make([]cfAction, 0, to-from)
-	for _, a := range all[from:to] {
-		items = append(items, c.cfActionJSON(a))
-	}
-	base := "http://" + r.Host + r.URL.Path
-	link := func(p int) string { return fmt.Sprintf("%s?page=%d&per_page=%d", base, p, perPage) }
-	pages := map[string]string{}
-	last := max((len(all)+perPage-1)/perPage, 1)
-	if page > 1 {
-		pages["first"], pages["prev"] = link(1), link(page-1)
-	}
-	if page < last {
-		pages["next"], pages["last"] = link(page+1), link(last)
-	}
-	return jsonReply(http.StatusOK, map[string]any{"actions": items, "links": cfLinks{Pages: pages}, "meta": cfMeta{Total: len(all)}})
+	return jsonReply(http.StatusOK, actionPage(r, all, c.cfActionJSON))
 }

@@ -37,14 +37,6 @@ type doError struct {
 	RequestID string `json:"request_id"`
 }
 
-type doLinks struct {
-	Pages map[string]string `json:"pages,omitempty"`
-}
-
-type doMeta struct {
-	Total int `json:"total"`
-}
-
 type doDroplet struct {
 	ID       int64          `json:"id"`
 	Name     string         `json:"name"`
@@ -356,32 +348,8 @@ func (c *Cloud) doListActions(r *http.Request, dropletID string) reply {
 	if dropletID != "" && c.doDropletLocked(dropletID) == nil {
 		return doNotFound()
 	}
-	q := r.URL.Query()
-	page, perPage := 1, 20
-	if v, err := strconv.Atoi(q.Get("page")); err == nil && v > 0 {
-		page = v
-	}
-	if v, err := strconv.Atoi(q.Get("per_page")); err == nil && v > 0 {
-		perPage = min(v, 200)
-	}
 	all := c.actionsLocked(func(a *Action) bool {
 		return a.Skin == "digitalocean" && (dropletID == "" || a.VMID == dropletID)
 	})
-	from := min((page-1)*perPage, len(all))
-	to := min(from+perPage, len(all))
-	items := make([]doAction, 0, to-from)
-	for _, a := range all[from:to] {
-		items = append(items, c.doActionJSON(a))
-	}
-	base := "http://" + r.Host + r.URL.Path
-	link := func(p int) string { return fmt.Sprintf("%s?page=%d&per_page=%d", base, p, perPage) }
-	pages := map[string]string{}
-	last := max((len(all)+perPage-1)/perPage, 1)
-	if page > 1 {
-		pages["first"], pages["prev"] = link(1), link(page-1)
-	}
-	if page < last {
-		pages["next"], pages["last"] = link(page+1), link(last)
-	}
-	return jsonReply(http.StatusOK, map[string]any{"actions": items, "links": doLinks{Pages: pages}, "meta": doMeta{Total: len(all)}})
+	return jsonReply(http.StatusOK, actionPage(r, all, c.doActionJSON))
 }

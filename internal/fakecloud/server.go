@@ -2,9 +2,11 @@ package fakecloud
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -282,4 +284,43 @@ func itoa(n int) string {
 func readBody(r *http.Request) []byte {
 	b, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	return b
+}
+
+// actionPage is one page of an action list in DigitalOcean's style, which
+// CloudsFor's list follows too: newest first, page and per_page (at most
+// 200, default 20), links.pages and meta.total.
+func actionPage[T any](r *http.Request, all []*Action, render func(*Action) T) map[string]any {
+	q := r.URL.Query()
+	page, perPage := 1, 20
+	if v, err := strconv.Atoi(q.Get("page")); err == nil && v > 0 {
+		page = v
+	}
+	if v, err := strconv.Atoi(q.Get("per_page")); err == nil && v > 0 {
+		perPage = min(v, 200)
+	}
+	from := min((page-1)*perPage, len(all))
+	to := min(from+perPage, len(all))
+	items := make([]T, 0, to-from)
+	for _, a := range all[from:to] {
+		items = append(items, render(a))
+	}
+	base := "http://" + r.Host + r.URL.Path
+	link := func(p int) string { return fmt.Sprintf("%s?page=%d&per_page=%d", base, p, perPage) }
+	pages := map[string]string{}
+	last := max((len(all)+perPage-1)/perPage, 1)
+	if page > 1 {
+		pages["first"], pages["prev"] = link(1), link(page-1)
+	}
+	if page < last {
+		pages["next"], pages["last"] = link(page+1), link(last)
+	}
+	return map[string]any{"actions": items, "links": pageLinks{Pages: pages}, "meta": listMeta{Total: len(all)}}
+}
+
+type pageLinks struct {
+	Pages map[string]string `json:"pages,omitempty"`
+}
+
+type listMeta struct {
+	Total int `json:"total"`
 }

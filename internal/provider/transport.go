@@ -236,6 +236,26 @@ func (c *cancelOnClose) Close() error {
 	return err
 }
 
+// WithHeaders returns a copy of c whose requests carry the headers set adds
+// (credentials, user agent). The copy shares c's transport: TLS, rate limit
+// and error classification.
+func WithHeaders(c *http.Client, set func(http.Header)) *http.Client {
+	hc := *c
+	hc.Transport = &headerTransport{base: c.Transport, set: set}
+	return &hc
+}
+
+type headerTransport struct {
+	base http.RoundTripper
+	set  func(http.Header)
+}
+
+func (t *headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	t.set(r.Header)
+	return t.base.RoundTrip(r)
+}
+
 // TransportError classifies an error from sending a request: nothing sent is
 // Retryable; sent without an answer is Ambiguous.
 func TransportError(err error, sent bool) *Error {

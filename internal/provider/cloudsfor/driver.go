@@ -9,6 +9,7 @@ package cloudsfor
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -76,20 +77,9 @@ func New(cfg provider.Config) (provider.Driver, error) {
 	}
 	// Accept the endpoint with or without the API prefix.
 	base := strings.TrimSuffix(strings.TrimSuffix(cfg.Endpoint, "/"), "/api/v1")
-	hc := *cfg.HTTPClient
-	hc.Transport = &basicAuthTransport{user: user, pass: pass, base: cfg.HTTPClient.Transport}
-	return &Driver{client: &hc, base: base, userAgent: cfg.UserAgent}, nil
-}
-
-type basicAuthTransport struct {
-	user, pass string
-	base       http.RoundTripper
-}
-
-func (t *basicAuthTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.SetBasicAuth(t.user, t.pass)
-	return t.base.RoundTrip(r)
+	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
+	hc := provider.WithHeaders(cfg.HTTPClient, func(h http.Header) { h.Set("Authorization", auth) })
+	return &Driver{client: hc, base: base, userAgent: cfg.UserAgent}, nil
 }
 
 // Capabilities: every VM action the seed documents. The portable names are

@@ -51,25 +51,13 @@ func New(cfg provider.Config) (provider.Driver, error) {
 	if err := provider.CheckEndpoint(endpoint); err != nil {
 		return nil, err
 	}
-	hc := *cfg.HTTPClient
-	hc.Transport = &bearerTransport{token: token, base: cfg.HTTPClient.Transport}
+	hc := provider.WithHeaders(cfg.HTTPClient, func(h http.Header) { h.Set("Authorization", "Bearer "+token) })
 	// godo.New without WithRetryAndBackoffs keeps its retries off.
-	client, err := godo.New(&hc, godo.SetBaseURL(strings.TrimSuffix(endpoint, "/")+"/"), godo.SetUserAgent(cfg.UserAgent))
+	client, err := godo.New(hc, godo.SetBaseURL(strings.TrimSuffix(endpoint, "/")+"/"), godo.SetUserAgent(cfg.UserAgent))
 	if err != nil {
 		return nil, provider.NewTerminal(v1alpha1.ReasonInvalidConfig, "cannot build the DigitalOcean client: "+provider.Redact(err.Error()))
 	}
 	return &Driver{client: client}, nil
-}
-
-type bearerTransport struct {
-	token string
-	base  http.RoundTripper
-}
-
-func (t *bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+t.token)
-	return t.base.RoundTrip(r)
 }
 
 // Capabilities: every droplet action DigitalOcean documents. The portable

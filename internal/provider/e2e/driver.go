@@ -83,29 +83,18 @@ func New(cfg provider.Config) (provider.Driver, error) {
 	if p := strings.TrimSpace(cfg.Project); p != "" {
 		q.Set("project_id", p)
 	}
-	hc := *cfg.HTTPClient
-	hc.Transport = &authTransport{token: token, userAgent: cfg.UserAgent, base: cfg.HTTPClient.Transport}
+	hc := provider.WithHeaders(cfg.HTTPClient, func(h http.Header) {
+		h.Set("Authorization", "Bearer "+token)
+		if cfg.UserAgent != "" {
+			h.Set("User-Agent", cfg.UserAgent)
+		}
+	})
 	return &Driver{
-		client:  &hc,
+		client:  hc,
 		nodes:   strings.TrimSuffix(endpoint, "/") + "/api/v1/nodes/",
 		query:   q,
 		secrets: []string{apiKey, token},
 	}, nil
-}
-
-type authTransport struct {
-	token     string
-	userAgent string
-	base      http.RoundTripper
-}
-
-func (t *authTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+t.token)
-	if t.userAgent != "" {
-		r.Header.Set("User-Agent", t.userAgent)
-	}
-	return t.base.RoundTrip(r)
 }
 
 // Capabilities: the 14 node actions E2E documents. E2E has no hard power
