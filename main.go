@@ -35,6 +35,7 @@ func init() {
 func main() {
 	var (
 		metricsAddr, probeAddr, watchNamespace     string
+		pprofAddr                                  string
 		leaderElectionID, leaderElectionNamespace  string
 		secureMetrics, enableLeaderElection        bool
 		concurrency                                int
@@ -45,6 +46,7 @@ func main() {
 		"Address the metrics endpoint binds to (:8443 for HTTPS, :8080 for HTTP with --metrics-secure=false, 0 to disable).")
 	flag.BoolVar(&secureMetrics, "metrics-secure", true,
 		"Serve metrics over HTTPS, allowing only authenticated and authorized clients (TokenReview and SubjectAccessReview).")
+	flag.StringVar(&pprofAddr, "pprof-bind-address", "0", "Address to serve Go's /debug/pprof on (0 to disable; never expose it outside the pod).")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
 	flag.BoolVar(&enableLeaderElection, "leader-elect", false,
 		"Elect a leader, so that of several replicas only one reconciles (a Lease in the leader election namespace).")
@@ -93,6 +95,7 @@ func main() {
 		Scheme:                        scheme,
 		Metrics:                       metricsOpts,
 		HealthProbeBindAddress:        probeAddr,
+		PprofBindAddress:              pprofAddr,
 		LeaderElection:                enableLeaderElection,
 		LeaderElectionID:              leaderElectionID,
 		LeaderElectionNamespace:       leaderElectionNamespace,

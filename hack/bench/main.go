@@ -67,6 +67,30 @@ type row struct {
 
 func yes(b bool) *bool { return &b }
 
+// cleanups run before the bench exits, however it exits: etcd,
+// kube-apiserver and managers must not outlive it.
+var (
+	cleanupMu sync.Mutex
+	cleanups  []func()
+)
+
+func atExit(f func()) {
+	cleanupMu.Lock()
+	defer cleanupMu.Unlock()
+	cleanups = append(cleanups, f)
+}
+
+func exit(code int) {
+	cleanupMu.Lock()
+	fs := cleanups
+	cleanups = nil
+	cleanupMu.Unlock()
+	for i := len(fs) - 1; i >= 0; i-- {
+		fs[i]()
+	}
+	os.Exit(code)
+}
+
 func main() {
 	flags := flag.NewFlagSet("bench", flag.ExitOnError)
 	n := flags.Int("n", 1000, "NodeActions in the throughput run (instant provider actions)")
@@ -103,15 +127,14 @@ func main() {
 	env := &envtest.Environment{CRDDirectoryPaths: []string{crdDir}, ErrorIfCRDPathMissing: true, BinaryAssetsDirectory: assets}
 	cfg, err := env.Start()
 	must(err)
-	defer func() { _ = env.Stop() }()
+	atExit(func() { _ = env.Stop() })
+	atExit(stopManagers)
 	// Interrupted (Ctrl-C, timeout): stop etcd, kube-apiserver and managers too.
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
 		<-sig
-		stopManagers()
-		_ = env.Stop()
-		os.Exit(130)
+		exit(130)
 	}()
 	cfg.QPS, cfg.Burst = -1, 0 // measure the apiserver, not a client-side limiter
 	kube, err = client.NewWithWatch(cfg, client.Options{Scheme: scheme})
@@ -122,14 +145,14 @@ func main() {
 	must(err)
 	dir, err := os.MkdirTemp("", "nodeaction-bench-")
 	must(err)
-	defer os.RemoveAll(dir)
+	atExit(func() { _ = os.RemoveAll(dir) })
 	kubeconfig = filepath.Join(dir, "kubeconfig")
 	must(os.WriteFile(kubeconfig, kc, 0o600))
 
 	cloud = fakecloud.New(fakecloud.Options{RateBudget: fakecloud.RateBudget{Limit: 1 << 30, Window: time.Minute}})
 	cloud.SetActionDuration(0) // instant unless a VM says otherwise
 	srv := httptest.NewServer(cloud.Handler())
-	defer srv.Close()
+	atExit(srv.Close)
 	cloudURL = srv.URL
 
 	fmt.Printf("bench: %d cores, apiserver %s, manager %s\n", numCPU(), cfg.Host, *manager)
@@ -139,11 +162,8 @@ func main() {
 		ceilings = measureCeilings(cfg, *n)
 		rows = append(rows,
 			row{"ceiling: creates/s of a trivial object (ConfigMap)", fmt.Sprintf("%.0f/s", ceilings.configMap), "-", nil},
-			row{"ceiling: creates/s of a trivial custom resource (no schema rules)", fmt.Sprintf("%.0f/s", ceilings.customResource), "-", nil},
-			row{"ceiling: creates/s of NodeActions with no controller running", fmt.Sprintf("%.0f/s", ceilings.nodeAction), "-", nil})
-	}
-	if want("writecost") {
-		rows = append(rows, writeCost(*n)...)
+			row{"apiserver: creates/s of a trivial custom resource (open schema)", fmt.Sprintf("%.0f/s", ceilings.customResource), "-", nil},
+			row{"apiserver: NodeAction status patches/s, no controller running", fmt.Sprintf("%.0f/s", ceilings.statusPatch), "-", nil})
 	}
 	if want("throughput") {
 		rows = append(rows, throughput(*manager, *n, ceilings)...)
@@ -163,17 +183,19 @@ func main() {
 	if *out != "" {
 		must(os.WriteFile(*out, []byte(table), 0o644))
 	}
+	code := 0
 	for _, r := range rows {
 		if r.pass != nil && !*r.pass {
-			os.Exit(1)
+			code = 1
 		}
 	}
+	exit(code)
 }
 
 func must(err error) {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
+		exit(1)
 	}
 }
 
@@ -363,8 +385,10 @@ type tracker struct {
 	writes  map[string]int
 	readyAt map[string]time.Time
 	done    map[string]bool
-	w       watch.Interface
-	stop    chan struct{}
+	// firstWrite is when the first status write was seen.
+	firstWrite time.Time
+	w          watch.Interface
+	stop       chan struct{}
 }
 
 func track(ns string) *tracker {
@@ -409,6 +433,9 @@ func (t *tracker) observe(typ watch.EventType, na *v1alpha1.NodeAction) {
 	defer t.mu.Unlock()
 	if typ == watch.Modified {
 		t.writes[na.Name]++
+		if t.firstWrite.IsZero() {
+			t.firstWrite = now
+		}
 	}
 	if c := apimeta.FindStatusCondition(na.Status.Conditions, v1alpha1.ConditionReady); c != nil && c.Status == metav1.ConditionTrue {
 		if _, seen := t.readyAt[na.Name]; !seen {
@@ -458,36 +485,56 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 
 // --- rows ---
 
-type ceilingRates struct{ configMap, customResource, nodeAction float64 }
+type ceilingRates struct{ configMap, customResource, statusPatch float64 }
 
-// measureCeilings times creates of three kinds of object on the same
-// apiserver: a ConfigMap (protobuf, built in), a custom resource with no
-// schema rules (JSON, the cost of any CRD), and a NodeAction (its schema and
-// CEL rules) with no controller running.
+// measureCeilings times, on the same apiserver, creates of a ConfigMap (a
+// trivial built-in object, protobuf), creates of a custom resource with an
+// open schema (the least any CRD costs: JSON, pruning, managedFields), and
+// status patches of NodeActions with no controller running (the write the
+// operator makes, with its schema and CEL rules). Each create rate is the
+// best of two rounds after a warm-up, so a cold apiserver does not set it.
 func measureCeilings(cfg *rest.Config, n int) ceilingRates {
 	ns := namespace("ceiling")
-	rate := func(name string, f func(i int)) float64 {
-		d := parallel(n, f)
-		r := float64(n) / d.Seconds()
-		fmt.Printf("ceiling: %d %s in %s: %.0f/s\n", n, name, d.Round(time.Millisecond), r)
-		return r
-	}
-	var c ceilingRates
-	c.configMap = rate("ConfigMaps", func(i int) {
-		createWithRetry(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("cm-%d", i)}, Data: map[string]string{"k": "v"}})
-	})
 	gvk := installTrivialCRD(cfg)
-	c.customResource = rate("trivial custom resources", func(i int) {
+	cm := func(i int) {
+		createWithRetry(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("cm-%d", i)}, Data: map[string]string{"k": "v"}})
+	}
+	cr := func(i int) {
 		u := &unstructured.Unstructured{}
 		u.SetGroupVersionKind(gvk)
 		u.SetNamespace(ns)
 		u.SetName(fmt.Sprintf("t-%d", i))
 		_ = unstructured.SetNestedField(u.Object, "v", "spec", "k")
 		createWithRetry(u)
+	}
+	rate := func(name string, offset int, f func(i int)) float64 {
+		d := parallel(n, func(i int) { f(offset + i) })
+		r := float64(n) / d.Seconds()
+		fmt.Printf("ceiling: %d %s in %s: %.0f/s\n", n, name, d.Round(time.Millisecond), r)
+		return r
+	}
+	parallel(200, func(i int) { cm(1_000_000 + i); cr(1_000_000 + i) }) // warm-up
+	var c ceilingRates
+	for round := 0; round < 2; round++ {
+		c.configMap = max(c.configMap, rate("ConfigMap creates", round*n, cm))
+		c.customResource = max(c.customResource, rate("trivial custom resource creates", round*n, cr))
+	}
+	objs := make([]*v1alpha1.NodeAction, n)
+	parallel(n, func(i int) {
+		objs[i] = nodeAction(ns, fmt.Sprintf("w-%d", i), strconv.Itoa(i+1), "reboot")
+		createWithRetry(objs[i])
 	})
-	c.nodeAction = rate("NodeActions (no controller)", func(i int) {
-		createWithRetry(nodeAction(ns, fmt.Sprintf("na-%d", i), strconv.Itoa(i+1), "reboot"))
-	})
+	ctx := context.Background()
+	for round := 0; round < 2; round++ {
+		c.statusPatch = max(c.statusPatch, rate("NodeAction status patches (no controller)", 0, func(i int) {
+			na := objs[i]
+			before := na.DeepCopy()
+			na.Status.Phase = v1alpha1.PhaseSubmitting
+			na.Status.Message = fmt.Sprintf("submitting reboot (round %d)", round)
+			apimeta.SetStatusCondition(&na.Status.Conditions, metav1.Condition{Type: "Ready", Status: "False", Reason: "Submitting", Message: na.Status.Message})
+			must(kube.Status().Patch(ctx, na, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})))
+		}))
+	}
 	return c
 }
 
@@ -585,48 +632,52 @@ func throughput(bin string, n int, ceilings ceilingRates) []row {
 	tr.mu.Unlock()
 	avgWrites := float64(totalWrites) / float64(n)
 	p50, p99 := percentile(lat, 0.5), percentile(lat, 0.99)
+	backlog := backlogRate(bin, n)
+	share := backlog * avgWrites / ceilings.statusPatch
 	return []row{
-		{fmt.Sprintf("throughput: NodeActions/s create → Ready=True (%d, instant actions)", n), fmt.Sprintf("%.0f/s", rate), "-", yes(notReady == 0)},
-		{"throughput / ConfigMap create ceiling", fmt.Sprintf("%.2f", rate/ceilings.configMap), "≥ 0.33", yes(rate/ceilings.configMap >= 1.0/3)},
-		{"throughput / trivial custom resource create ceiling", fmt.Sprintf("%.2f", rate/ceilings.customResource), "≥ 0.33", yes(rate/ceilings.customResource >= 1.0/3)},
-		{"throughput / NodeAction create rate (no controller)", fmt.Sprintf("%.2f", rate/ceilings.nodeAction), "≥ 0.33", yes(rate/ceilings.nodeAction >= 1.0/3)},
+		{fmt.Sprintf("throughput: %d NodeActions/s create → Ready=True, created while the manager runs (instant actions)", n),
+			fmt.Sprintf("%.0f/s = %.2f of ceiling", rate, rate/ceilings.configMap), "≥ 0.33 of ceiling", yes(notReady == 0 && rate/ceilings.configMap >= 1.0/3)},
+		{fmt.Sprintf("throughput: %d NodeActions created first, then the manager started", n),
+			fmt.Sprintf("%.0f/s = %.2f of ceiling, %.2f of custom resource creates", backlog, backlog/ceilings.configMap, backlog/ceilings.customResource), "≥ 0.33 of ceiling", yes(backlog/ceilings.configMap >= 1.0/3)},
+		{"share of the apiserver's NodeAction status-patch capacity the backlog run used", fmt.Sprintf("%.2f", share), "-", nil},
 		{"API writes per action (status writes seen by a watch)", fmt.Sprintf("%.2f avg, %d max", avgWrites, maxWrites), "≤ 3", yes(maxWrites <= 3)},
 		{"provider action calls per action", fmt.Sprintf("%.2f (%d POSTs for %d, %d other requests)", float64(posts)/float64(n), posts, n, others), "exactly 1", yes(posts == n)},
 		{"latency: provider completion → Ready=True", fmt.Sprintf("p50 %s, p99 %s", p50.Round(time.Millisecond), p99.Round(time.Millisecond)), "-", nil},
 	}
 }
 
-// writeCost measures, without the manager, what the apiserver does per
-// second for the writes a NodeAction needs: creates, status patches, events.
-func writeCost(n int) []row {
-	ns := namespace("writecost")
-	ctx := context.Background()
-	objs := make([]*v1alpha1.NodeAction, n)
-	dc := parallel(n, func(i int) {
-		na := nodeAction(ns, fmt.Sprintf("w-%d", i), strconv.Itoa(i+1), "reboot")
-		createWithRetry(na)
-		objs[i] = na
-	})
-	dp := parallel(n, func(i int) {
-		na := objs[i]
-		before := na.DeepCopy()
-		na.Status.Phase = v1alpha1.PhaseSubmitting
-		na.Status.Message = "submitting reboot"
-		apimeta.SetStatusCondition(&na.Status.Conditions, metav1.Condition{Type: "Ready", Status: "False", Reason: "Submitting", Message: "submitting"})
-		must(kube.Status().Patch(ctx, na, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})))
-	})
-	de := parallel(n, func(i int) {
-		createWithRetry(&corev1.Event{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("e-%d", i)},
-			InvolvedObject: corev1.ObjectReference{Kind: "NodeAction", Namespace: ns, Name: fmt.Sprintf("w-%d", i)},
-			Reason:         "Submitted", Message: "accepted", Type: "Normal"})
-	})
-	rate := func(d time.Duration) string { return fmt.Sprintf("%.0f/s", float64(n)/d.Seconds()) }
-	fmt.Printf("write cost: NodeAction creates %s, status patches %s, event creates %s\n", rate(dc), rate(dp), rate(de))
-	return []row{
-		{"apiserver: NodeAction creates", rate(dc), "-", nil},
-		{"apiserver: NodeAction status patches (merge, optimistic lock)", rate(dp), "-", nil},
-		{"apiserver: Event creates", rate(de), "-", nil},
+// backlogRate creates n NodeActions with no manager watching, then starts
+// one and times it from its first status write to the last Ready.
+func backlogRate(bin string, n int) float64 {
+	ns := namespace("backlog")
+	provider(ns, 100_000)
+	for i := 0; i < n; i++ {
+		cloud.AddVM(fakecloud.VM{ID: strconv.Itoa(150000 + i)})
 	}
+	parallel(n, func(i int) {
+		createWithRetry(nodeAction(ns, fmt.Sprintf("b-%d", i), strconv.Itoa(150000+i), "reboot"))
+	})
+	tr := track(ns)
+	defer tr.close()
+	args := []string{"--watch-namespace=" + ns}
+	if a := os.Getenv("BENCH_PPROF"); a != "" {
+		args = append(args, "--pprof-bind-address="+a)
+	}
+	mgr := startManager(bin, args...)
+	defer mgr.stop()
+	must(tr.waitDone(n, 10*time.Minute))
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	var first, last time.Time
+	for _, t := range tr.readyAt {
+		if t.After(last) {
+			last = t
+		}
+	}
+	first = tr.firstWrite
+	rate := float64(n) / last.Sub(first).Seconds()
+	fmt.Printf("backlog: %d NodeActions Ready in %s after the first status write: %.0f/s\n", n, last.Sub(first).Round(time.Millisecond), rate)
+	return rate
 }
 
 // polls counts status requests for actions lasting d at default settings:
