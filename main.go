@@ -59,7 +59,7 @@ func main() {
 	flag.DurationVar(&retryPeriod, "leader-elect-retry-period", 2*time.Second, "How often leader election is attempted.")
 	flag.StringVar(&watchNamespace, "watch-namespace", "",
 		"Only watch this namespace (default: all namespaces).")
-	flag.IntVar(&concurrency, "max-concurrent-reconciles", 8, "NodeActions reconciled in parallel.")
+	flag.IntVar(&concurrency, "max-concurrent-reconciles", 16, "NodeActions reconciled in parallel. Workers mostly wait on the API server, so more than the cores is right.")
 	flag.DurationVar(&requestTimeout, "provider-request-timeout", 30*time.Second,
 		"Timeout of one provider API request. A submission whose answer is lost is looked up only after this.")
 	flag.DurationVar(&probeInterval, "provider-probe-interval", 10*time.Minute, "How often Provider credentials are checked again.")

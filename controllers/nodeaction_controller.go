@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -50,7 +51,7 @@ type NodeActionReconciler struct {
 	Recorder  recorder.EventRecorder
 
 	inflight inflightTracker
-	polls    sync.Map // types.UID → time.Time of the next poll
+	polls    sync.Map // types.NamespacedName → time.Time of the next poll
 	fleet    fleetPoller
 }
 
@@ -64,13 +65,13 @@ func (r *NodeActionReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	na := &v1alpha1.NodeAction{}
 	if err := r.Client.Get(ctx, req.NamespacedName, na); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.inflight.forget(req.NamespacedName)
+			r.forget(req.NamespacedName)
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, err
 	}
 	if !na.DeletionTimestamp.IsZero() {
-		r.inflight.forget(req.NamespacedName)
+		r.forget(req.NamespacedName)
 		return ctrl.Result{}, nil
 	}
 	s := &step{r: r, na: na, before: na.DeepCopy(), now: time.Now(), log: log.FromContext(ctx)}
@@ -81,7 +82,7 @@ func (r *NodeActionReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	if err == nil && s.na.Status.Phase.Finished() && result.RequeueAfter == 0 {
 		result = s.ttlRequeue()
 	}
-	r.inflight.observe(na)
+	r.inflight.observe(s.na)
 	switch {
 	case err == nil:
 		return result, nil
@@ -96,6 +97,12 @@ func (r *NodeActionReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	}
 }
 
+// forget drops what is kept in memory for a deleted NodeAction.
+func (r *NodeActionReconciler) forget(key types.NamespacedName) {
+	r.inflight.forget(key)
+	r.polls.Delete(key)
+}
+
 // step is one reconcile of one NodeAction.
 type step struct {
 	r      *NodeActionReconciler
@@ -104,10 +111,7 @@ type step struct {
 	now    time.Time
 	// ptype is the Provider's type once known, for metrics.
 	ptype string
-	log   interface {
-		Info(msg string, kv ...any)
-		Error(err error, msg string, kv ...any)
-	}
+	log   logr.Logger
 }
 
 // commit writes status if it changed, failing on a stale object. Every
@@ -546,7 +550,7 @@ func (s *step) recover(ctx context.Context, t target) (ctrl.Result, error) {
 func (s *step) follow(ctx context.Context, t target) (ctrl.Result, error) {
 	na := s.na
 	st := &na.Status
-	if next, ok := s.r.polls.Load(na.UID); ok {
+	if next, ok := s.r.polls.Load(client.ObjectKeyFromObject(na)); ok {
 		if wait := next.(time.Time).Sub(s.now); wait > 0 {
 			return s.bound(ctrl.Result{RequeueAfter: wait}), nil
 		}
@@ -657,7 +661,7 @@ func (s *step) finish(as provider.ActionStatus) {
 		fail(na, as.Reason, as.Message, now)
 		s.event(corev1.EventTypeWarning, as.Reason, "Fail", "%s", as.Message)
 	}
-	s.r.polls.Delete(na.UID)
+	s.r.polls.Delete(client.ObjectKeyFromObject(na))
 	typ := s.providerType()
 	metrics.ActionsTotal.WithLabelValues(typ, na.Spec.Action, as.Reason).Inc()
 	if sub := na.Status.SubmittedAt; sub != nil {
@@ -688,7 +692,7 @@ func (s *step) schedulePoll(t target) time.Duration {
 	if sub := s.na.Status.SubmittedAt; sub != nil {
 		interval = min(max(s.now.Sub(sub.Time)/2, base), max(maxPollInterval, base))
 	}
-	s.r.polls.Store(s.na.UID, s.now.Add(interval))
+	s.r.polls.Store(client.ObjectKeyFromObject(s.na), s.now.Add(interval))
 	return interval
 }
 
