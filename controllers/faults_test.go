@@ -69,20 +69,7 @@ func faultCases() []faultCase {
 			inject: actionFault(fakecloud.Fault{Mode: fakecloud.AcceptThenFail, Status: 500})},
 		{name: "connection dropped after acting", event: "AnswerLost",
 			inject: actionFault(fakecloud.Fault{Mode: fakecloud.AcceptThenDrop})},
-		{name: "timeout after acting", event: "AnswerLost",
-			inject: func(t *testing.T, id string) func() {
-				f := cloud.InjectFault(fakecloud.Fault{PathContains: "/" + id + "/", ActionOnly: true, Times: 1, Mode: fakecloud.AcceptThenHold})
-				// Answer only well after the client's 2s timeout.
-				go func() {
-					select {
-					case <-f.Held():
-						time.Sleep(4 * time.Second)
-					case <-time.After(time.Minute):
-					}
-					f.Release()
-				}()
-				return f.Release
-			}},
+		{name: "timeout after acting", event: "AnswerLost", inject: holdAnswer},
 		{name: "connection dropped before acting", event: "AnswerLost",
 			// Lookup proves nothing was accepted where there is history;
 			// where there is none it cannot tell, and stops (tested below).
@@ -101,7 +88,27 @@ func faultCases() []faultCase {
 			providers: []v1alpha1.ProviderType{v1alpha1.ProviderOpenScaler}, action: "shutdown",
 			vm:     func(vm *fakecloud.VM) { vm.ActionDuration = 7 * time.Second }, // longer than its 5s server-side wait
 			inject: func(*testing.T, string) func() { return func() {} }},
+		{name: "OpenScaler shutdown outlasts the request timeout while the VM goes down",
+			providers: []v1alpha1.ProviderType{v1alpha1.ProviderOpenScaler}, action: "shutdown",
+			// Still shutting down when the controller would look (settle time).
+			vm:     func(vm *fakecloud.VM) { vm.ActionDuration = 10 * time.Second },
+			inject: holdAnswer},
 	}
+}
+
+// holdAnswer accepts the VM's next action and answers only well after the
+// client's 2s request timeout.
+func holdAnswer(t *testing.T, id string) func() {
+	f := cloud.InjectFault(fakecloud.Fault{PathContains: "/" + id + "/", ActionOnly: true, Times: 1, Mode: fakecloud.AcceptThenHold})
+	go func() {
+		select {
+		case <-f.Held():
+			time.Sleep(4 * time.Second)
+		case <-time.After(time.Minute):
+		}
+		f.Release()
+	}()
+	return f.Release
 }
 
 // TestFaultMatrix runs each fault against each provider that can produce

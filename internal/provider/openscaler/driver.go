@@ -6,12 +6,14 @@
 // afterwards. A graceful shutdown waits for the guest and answers 408 (or
 // 500) when the guest takes longer than the API's timeout, although the VM
 // may still go down: the driver then watches the state instead of failing or
-// calling again.
+// calling again. It does the same when its own request timeout runs out
+// first, which a long guest shutdown makes likely.
 package openscaler
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -151,6 +153,13 @@ func (d *Driver) Submit(ctx context.Context, req provider.Request) (provider.Sub
 	}{req.Action}
 	resp, err := provider.Send(ctx, d.client, http.MethodPost, d.vmURL(req.NodeID)+"/actions", d.header, body)
 	if err != nil {
+		if req.Action == "shutdown" && provider.IsKind(err, provider.Ambiguous) && errors.Is(err, context.DeadlineExceeded) {
+			// The request was sent and our timeout ran out while OpenScaler
+			// was still waiting for the guest: the same as its 408, only
+			// sooner. Status watches the state; calling again could only
+			// duplicate the shutdown.
+			return sub, nil
+		}
 		return provider.Submission{}, err
 	}
 	code := resp.StatusCode
@@ -226,7 +235,7 @@ func (d *Driver) readBack(ctx context.Context, req provider.Request) (provider.A
 	}
 	if req.Action == "shutdown" {
 		return provider.ActionStatus{State: provider.StateInProgress, Reason: v1alpha1.ReasonInProgress,
-			Message: fmt.Sprintf("VM %s is %s, not shutoff yet. OpenScaler's shutdown waits for the guest and answers 408 or 500 when its own timeout passes first, "+
+			Message: fmt.Sprintf("VM %s is %s, not shutoff yet. OpenScaler's shutdown waits for the guest and gives up (408 or 500, or past the operator's request timeout) "+
 				"while the guest may still shut down; the operator is watching the VM state until it is shutoff", req.NodeID, state)}, nil
 	}
 	return provider.ActionStatus{State: provider.StateInProgress, Reason: v1alpha1.ReasonVerifying,

@@ -97,12 +97,17 @@ const vm = "vm-7"
 
 func newEnv(t *testing.T, prepare func(*fakecloud.VM)) *env {
 	t.Helper()
+	return newEnvWithTimeout(t, prepare, 5*time.Second)
+}
+
+func newEnvWithTimeout(t *testing.T, prepare func(*fakecloud.VM), timeout time.Duration) *env {
+	t.Helper()
 	clk := &clock{t: time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC)}
 	cloud := fakecloud.New(fakecloud.Options{Now: clk.now, ActionDuration: 20 * time.Millisecond})
 	server := httptest.NewServer(cloud.Handler())
 	t.Cleanup(server.Close)
 	cfg := configure(server.URL, fakecloud.DefaultCredentials())
-	client, err := provider.NewHTTPClient(provider.ClientOptions{Gate: provider.NewGate(100000, 1000), Timeout: 5 * time.Second})
+	client, err := provider.NewHTTPClient(provider.ClientOptions{Gate: provider.NewGate(100000, 1000), Timeout: timeout})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,6 +160,53 @@ func TestShutdownTimeoutIsWatchedUntilShutoff(t *testing.T) {
 	}
 	if r := e.cloud.Log()[0]; r.Status != http.StatusRequestTimeout {
 		t.Errorf("fakecloud answered %d, want the 408 this test is about", r.Status)
+	}
+}
+
+func TestShutdownOutlastingTheRequestTimeoutIsWatched(t *testing.T) {
+	// OpenScaler is still waiting for the guest when the operator's own
+	// request timeout runs out: the same situation as its 408.
+	e := newEnvWithTimeout(t, slowShutdown, 200*time.Millisecond)
+	f := e.cloud.InjectFault(fakecloud.Fault{ActionOnly: true, Mode: fakecloud.AcceptThenHold, Times: 1})
+	defer f.Release()
+	sub, err := e.driver.Submit(context.Background(), provider.Request{NodeID: vm, Action: "shutdown"})
+	if err != nil {
+		t.Fatalf("a shutdown whose answer outlasted the request timeout must be watched, not an error: %v", err)
+	}
+	if sub.Done != nil {
+		t.Fatalf("Done = %+v, want the state watched", sub.Done)
+	}
+	if st := e.status(t, sub); st.State != provider.StateInProgress || !strings.Contains(st.Message, "request timeout") {
+		t.Fatalf("while the guest shuts down: %+v", st)
+	}
+	e.clock.add(2 * fakecloud.OpenScalerShutdownTimeout)
+	if st := e.status(t, sub); st.State != provider.StateSucceeded || st.Reason != v1alpha1.ReasonCompleted {
+		t.Fatalf("after the guest went down: %+v", st)
+	}
+	if n := e.posts(); n != 1 {
+		t.Errorf("%d POSTs, want exactly 1", n)
+	}
+}
+
+func TestLostAnswersOtherThanATimeoutStayAmbiguous(t *testing.T) {
+	for _, tc := range []struct {
+		action string
+		mode   fakecloud.FaultMode
+	}{
+		// A dropped connection says nothing about OpenScaler still working on it.
+		{"shutdown", fakecloud.AcceptThenDrop},
+		// Only a graceful shutdown waits for the guest.
+		{"power_off", fakecloud.AcceptThenHold},
+	} {
+		t.Run(tc.action+"/"+string(tc.mode), func(t *testing.T) {
+			e := newEnvWithTimeout(t, slowShutdown, 200*time.Millisecond)
+			f := e.cloud.InjectFault(fakecloud.Fault{ActionOnly: true, Mode: tc.mode, Times: 1})
+			defer f.Release()
+			_, err := e.driver.Submit(context.Background(), provider.Request{NodeID: vm, Action: tc.action})
+			if !provider.IsKind(err, provider.Ambiguous) {
+				t.Fatalf("got %v, want Ambiguous (the controller looks before anything else)", err)
+			}
+		})
 	}
 }
 
