@@ -50,10 +50,7 @@ func (r *ProviderReconciler) Reconcile(ctx context.Context, req ctrlruntime.Requ
 		return ctrlruntime.Result{}, nil
 	}
 	before := p.DeepCopy()
-	interval := r.ProbeInterval
-	if interval == 0 {
-		interval = 10 * time.Minute
-	}
+	interval := r.probeInterval()
 
 	// A probe is due when the spec changed, or the last one is old, or it failed.
 	ready := apimeta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionReady)
@@ -78,10 +75,7 @@ func (r *ProviderReconciler) probe(ctx context.Context, p *v1alpha1.Provider) ct
 	now := metav1.Now()
 	p.Status.ObservedGeneration = p.Generation
 	p.Status.LastProbeTime = &now
-	interval := r.ProbeInterval
-	if interval == 0 {
-		interval = 10 * time.Minute
-	}
+	interval := r.probeInterval()
 
 	// Always read the Secret again on a probe: it is how rotation is seen.
 	r.Drivers.Invalidate(p)
@@ -126,6 +120,13 @@ func (r *ProviderReconciler) probe(ctx context.Context, p *v1alpha1.Provider) ct
 		retry = pe.RetryAfter
 	}
 	return ctrlruntime.Result{RequeueAfter: retry}
+}
+
+func (r *ProviderReconciler) probeInterval() time.Duration {
+	if r.ProbeInterval == 0 {
+		return 10 * time.Minute
+	}
+	return r.ProbeInterval
 }
 
 func endpointOf(p *v1alpha1.Provider) string {
