@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"time"
-
 )
 
 // Response is a provider's answer, read whole.

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
-
 )
 
 // Gate is one Provider's request budget: the client-side limiter and the
