@@ -11,7 +11,9 @@ KUSTOMIZE ?= $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
 # envtest finds kube-apiserver, etcd and kubectl here (hack/build-controlplane.sh).
 export KUBEBUILDER_ASSETS ?= $(LOCALBIN)/k8s
 
-GOTEST_FLAGS ?=
+# The race detector is on for every package (the manager the kill test runs
+# is built with it too): measured cost in docs/benchmarks.md.
+GOTEST_FLAGS ?= -race
 
 SHELL = /usr/bin/env bash -o pipefail
 .SHELLFLAGS = -ec

@@ -115,6 +115,20 @@ func (f *fleetPoller) status(ctx context.Context, uid types.UID, d provider.Driv
 	}
 }
 
+// forget drops a deleted Provider's sweeps.
+func (f *fleetPoller) forget(uid types.UID) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.providers, uid)
+}
+
+// tracked is how many Providers have sweep state (tests).
+func (f *fleetPoller) tracked() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.providers)
+}
+
 func (f *fleetPoller) state(uid types.UID) *fleetState {
 	f.mu.Lock()
 	defer f.mu.Unlock()

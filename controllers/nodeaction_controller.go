@@ -55,6 +55,7 @@ type NodeActionReconciler struct {
 
 	inflight inflightTracker
 	polls    sync.Map // types.NamespacedName → time.Time of the next poll
+	tickets  sync.Map // types.NamespacedName → heldTicket: a recorded attempt waiting for its slot
 	fleet    fleetPoller
 }
 
@@ -63,9 +64,13 @@ type NodeActionReconciler struct {
 type DriverSource interface {
 	// Driver returns p's driver. Its errors are *provider.Error.
 	Driver(ctx context.Context, p *v1alpha1.Provider) (provider.Driver, error)
-	// SettleTime is how long after a submission was recorded its request
-	// may still reach the provider.
-	SettleTime() time.Duration
+	// Reserve takes p's next request slot for a submission.
+	Reserve(p *v1alpha1.Provider, now time.Time) (*provider.Ticket, error)
+	// RequestTimeout bounds one provider request.
+	RequestTimeout() time.Duration
+	// MaxRateWait is how long a reconcile waits for a request slot before
+	// it comes back later instead.
+	MaxRateWait() time.Duration
 	// CredentialsChanged reports whether p's Secret changed since its driver was built.
 	CredentialsChanged(ctx context.Context, p *v1alpha1.Provider) bool
 	// Invalidate drops p's driver, so the next use reads the Secret again.
@@ -126,6 +131,9 @@ func (r *NodeActionReconciler) now() time.Time {
 func (r *NodeActionReconciler) forget(key types.NamespacedName) {
 	r.inflight.forget(key)
 	r.polls.Delete(key)
+	if v, ok := r.tickets.LoadAndDelete(key); ok {
+		v.(heldTicket).ticket.Cancel()
+	}
 }
 
 // reconcile moves the run on: a new run or a retry first, then the handler

@@ -30,6 +30,10 @@ type step struct {
 	// ptype is the Provider's type once known, for metrics.
 	ptype string
 	log   logr.Logger
+	// effects (events, metrics) wait for the status write that records
+	// what they tell: a write that fails is retried by a new reconcile,
+	// which would tell it again.
+	effects []func()
 }
 
 // target is what a step acts on: the Provider, its driver and the request.
@@ -47,14 +51,20 @@ func (s *step) commit(ctx context.Context) error {
 	for i := range s.na.Status.Conditions {
 		s.na.Status.Conditions[i].ObservedGeneration = s.na.Generation
 	}
-	if equality.Semantic.DeepEqual(s.before.Status, s.na.Status) {
-		return nil
+	if !equality.Semantic.DeepEqual(s.before.Status, s.na.Status) {
+		patch := client.MergeFromWithOptions(s.before, client.MergeFromWithOptimisticLock{})
+		if err := s.r.Client.Status().Patch(ctx, s.na, patch); err != nil {
+			if !apierrors.IsConflict(err) {
+				s.effects = nil // the next reconcile decides again, and tells again
+			}
+			return err
+		}
+		s.before = s.na.DeepCopy()
 	}
-	patch := client.MergeFromWithOptions(s.before, client.MergeFromWithOptimisticLock{})
-	if err := s.r.Client.Status().Patch(ctx, s.na, patch); err != nil {
-		return err
+	for _, f := range s.effects {
+		f()
 	}
-	s.before = s.na.DeepCopy()
+	s.effects = nil
 	return nil
 }
 
@@ -81,10 +91,14 @@ func (s *step) commitAnswer(ctx context.Context) error {
 	return err
 }
 
+// event is emitted once the status write that records it lands.
 func (s *step) event(eventType, reason, action, format string, args ...any) {
-	if s.r.Recorder != nil {
-		s.r.Recorder.Eventf(s.na, nil, eventType, reason, action, format, args...)
+	if s.r.Recorder == nil {
+		return
 	}
+	obj := s.na
+	note := cut(fmt.Sprintf(format, args...), maxNote)
+	s.effects = append(s.effects, func() { s.r.Recorder.Eventf(obj, nil, eventType, reason, action, "%s", note) })
 }
 
 func (s *step) metaNow() metav1.Time { return metav1.NewTime(s.now) }
@@ -165,8 +179,17 @@ func (s *step) prepare(ctx context.Context) (target, bool, ctrl.Result) {
 	s.ptype = string(p.Spec.Type)
 	d, err := s.r.Drivers.Driver(ctx, p)
 	if err != nil {
+		// Each cause has its own reason. One that cannot change unless the
+		// Provider or its Secret changes stalls until it does; the Provider
+		// is watched, the Secret is read again at every try.
 		pe := provider.AsError(err)
-		progress(na, na.Status.Phase, v1alpha1.ReasonCredentialsError, fmt.Sprintf("Provider %q cannot be used: %s", p.Name, pe.Message))
+		msg := fmt.Sprintf("Provider %q cannot be used: %s", p.Name, pe.Message)
+		if pe.Kind == provider.Terminal {
+			stall(na, reasonFor(pe.Class), msg+"; waiting for the Provider or its credentials Secret "+
+				fmt.Sprintf("%q to change", p.Spec.CredentialsSecretRef.Name))
+		} else {
+			progress(na, na.Status.Phase, reasonFor(pe.Class), msg)
+		}
 		return target{}, false, ctrl.Result{RequeueAfter: waitForConfig}
 	}
 	action := na.Spec.Action
@@ -191,20 +214,35 @@ type outcome struct {
 	// reason is the Ready (and, on failure, Stalled) condition's reason.
 	reason  string
 	message string
+	// at is when the provider says the action ended; zero when it does not say.
+	at time.Time
 }
 
 func failure(reason, msg string) outcome { return outcome{reason: reason, message: msg} }
 
 // outcomeOf reads a driver's word on a finished action.
 func outcomeOf(as provider.ActionStatus) outcome {
-	return outcome{succeeded: as.State == provider.StateSucceeded, reason: reasonFor(as.Class), message: as.Message}
+	return outcome{succeeded: as.State == provider.StateSucceeded, reason: reasonFor(as.Class), message: as.Message, at: as.CompletedAt}
+}
+
+// completedAt is the provider's end time where it gives a believable one
+// (not after our own clock allows, nor before the attempt), else ours.
+func (s *step) completedAt(o outcome) metav1.Time {
+	at := o.at
+	if at.IsZero() || at.After(s.now.Add(clockSkew)) {
+		return s.metaNow()
+	}
+	if sub := s.na.Status.SubmittedAt; sub != nil && at.Before(sub.Add(-clockSkew)) {
+		return s.metaNow()
+	}
+	return metav1.NewTime(at)
 }
 
 // end ends the run, well or badly, and counts it. Every terminal
 // transition goes through here.
 func (s *step) end(o outcome) {
 	na := s.na
-	now := s.metaNow()
+	now := s.completedAt(o)
 	phase := v1alpha1.PhaseFailed
 	if o.succeeded {
 		phase = v1alpha1.PhaseSucceeded
@@ -218,11 +256,19 @@ func (s *step) end(o outcome) {
 		s.event(corev1.EventTypeWarning, o.reason, "Fail", "%s", o.message)
 	}
 	s.r.polls.Delete(client.ObjectKeyFromObject(na))
-	typ := s.providerType()
-	metrics.ActionsTotal.WithLabelValues(typ, na.Spec.Action, o.reason).Inc()
+	typ, action := s.providerType(), na.Spec.Action
+	// The duration is measured on the operator's clock, which is finer
+	// than the whole seconds providers report.
+	took := time.Duration(-1)
 	if sub := na.Status.SubmittedAt; sub != nil {
-		metrics.ActionDuration.WithLabelValues(typ, na.Spec.Action, string(na.Status.Phase)).Observe(s.now.Sub(sub.Time).Seconds())
+		took = max(s.now.Sub(sub.Time), 0)
 	}
+	s.effects = append(s.effects, func() {
+		metrics.ActionsTotal.WithLabelValues(typ, action, o.reason).Inc()
+		if took >= 0 {
+			metrics.ActionDuration.WithLabelValues(typ, action, string(phase)).Observe(took.Seconds())
+		}
+	})
 }
 
 // providerType is the Provider's type, for metrics ("" if it is gone).

@@ -38,10 +38,7 @@ func TestRebootCompletesWithOnePost(t *testing.T) {
 		t.Errorf("Submitted condition %+v, want True", c)
 	}
 	// Nothing more happens to a finished NodeAction.
-	time.Sleep(500 * time.Millisecond)
-	if n := cloud.ActionCalls("1001"); n != 1 {
-		t.Fatalf("%d action POSTs after finishing, want 1", n)
-	}
+	expectNoNewActionCalls(t, cloud, "1001", 1, 2*time.Second, "a finished NodeAction")
 }
 
 func TestOnePostAcrossManagerRestartWhileRunning(t *testing.T) {

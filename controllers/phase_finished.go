@@ -34,9 +34,9 @@ func (s *step) beginRun() {
 // startRun begins a run: the first one, or a new spec.runID.
 func (s *step) startRun() {
 	st := &s.na.Status
-	history := st.History
-	conds := st.Conditions
-	*st = v1alpha1.NodeActionStatus{RunID: s.na.Spec.RunID, StartTime: ptrTime(s.metaNow()), History: history, Conditions: conds}
+	// Attempt ids are numbered over all runs, so none is ever reused.
+	*st = v1alpha1.NodeActionStatus{RunID: s.na.Spec.RunID, StartTime: ptrTime(s.metaNow()), History: st.History, Conditions: st.Conditions,
+		TotalAttempts: max(st.TotalAttempts, st.Attempts)}
 	removeCondition(s.na, v1alpha1.ConditionSubmitted)
 	progress(s.na, v1alpha1.PhasePending, v1alpha1.ReasonPending, "waiting to submit")
 }

@@ -16,9 +16,25 @@ import (
 	"github.com/nodeaction/nodeaction-operator/internal/provider"
 )
 
+// clockSkew is how far the operator's clock may differ from a provider's
+// (or another operator replica's): a lost submission is matched against
+// provider times within it.
+const clockSkew = 5 * time.Second
+
+// settleMargin is how long after a request could last leave the operator
+// it may still take to reach the provider and show in its records.
+const settleMargin = 2 * time.Second
+
 // handlePending submits the action once the node is free.
 func (s *step) handlePending(ctx context.Context, t target) (ctrl.Result, error) {
-	if blocker := s.blocker(ctx); blocker != nil {
+	blocker, err := s.blocker(ctx)
+	if err != nil {
+		// Fail closed: without knowing what else runs on the node, nothing is sent.
+		progress(s.na, v1alpha1.PhasePending, v1alpha1.ReasonNodeBusy,
+			fmt.Sprintf("cannot check the other NodeActions on node %s (%v); not submitting until it can", s.na.Spec.NodeID, err))
+		return s.bound(ctrl.Result{RequeueAfter: 5 * time.Second}), nil
+	}
+	if blocker != nil {
 		msg := fmt.Sprintf("waiting for NodeAction %q (%s) on the same node: actions on one node run in creation order",
 			blocker.Name, phaseOrPending(blocker.Status.Phase))
 		if readyReason(s.na) != v1alpha1.ReasonNodeBusy {
@@ -30,31 +46,85 @@ func (s *step) handlePending(ctx context.Context, t target) (ctrl.Result, error)
 	return s.submit(ctx, t)
 }
 
-// submit records the intent, then makes the one provider call.
+// submit takes a slot of the Provider's request budget, records the intent
+// (with the window in which its request may leave), and makes the one
+// provider call when the slot comes: now, or in a later reconcile.
 func (s *step) submit(ctx context.Context, t target) (ctrl.Result, error) {
 	na := s.na
 	st := &na.Status
-	st.Attempts++
-	st.AttemptID = fmt.Sprintf("%s-%d", shortUID(na.UID), st.Attempts)
-	st.SubmittedAt = ptrTime(s.metaNow())
+	ticket, err := s.r.Drivers.Reserve(t.provider, s.now)
+	if err != nil {
+		pe := provider.AsError(err)
+		s.end(failure(reasonFor(pe.Class), pe.Message))
+		return ctrl.Result{}, nil
+	}
+	sendAt := ticket.At
+	if sendAt.Before(s.now) {
+		sendAt = s.now
+	}
+	// Older objects counted attempts per run only: never reuse their ids.
+	st.TotalAttempts = max(st.TotalAttempts, st.Attempts) + 1
+	st.AttemptID = fmt.Sprintf("%s-%d", shortUID(na.UID), st.TotalAttempts)
+	// Status keeps whole seconds: the window is widened to them, never narrowed.
+	st.SubmittedAt = ptrTime(metav1.NewTime(sendAt.Truncate(time.Second)))
+	st.SubmitDeadline = ptrTime(metav1.NewTime(ceilSecond(sendAt.Add(s.r.Drivers.RequestTimeout() + time.Second))))
 	st.ProviderAction = t.driver.Capabilities().Describe(t.req)
 	st.ProviderActionID = ""
 	st.ProviderStartTime = nil
 	removeCondition(na, v1alpha1.ConditionSubmitted)
-	progress(na, v1alpha1.PhaseSubmitting, v1alpha1.ReasonSubmitting,
-		fmt.Sprintf("submitting %s to %s (attempt %s)", st.ProviderAction, t.provider.Spec.Type, st.AttemptID))
+	wait := sendAt.Sub(s.now)
+	later := wait > s.r.Drivers.MaxRateWait()
+	if later {
+		progress(na, v1alpha1.PhaseSubmitting, v1alpha1.ReasonRateLimited,
+			fmt.Sprintf("waiting for a request slot of Provider %q: %s goes to %s at %s (attempt %s)",
+				t.provider.Name, st.ProviderAction, t.provider.Spec.Type, sendAt.UTC().Format(time.RFC3339), st.AttemptID))
+		metrics.RateLimitWait.WithLabelValues(na.Namespace, t.provider.Name).Add(wait.Seconds())
+	} else {
+		progress(na, v1alpha1.PhaseSubmitting, v1alpha1.ReasonSubmitting,
+			fmt.Sprintf("submitting %s to %s (attempt %s)", st.ProviderAction, t.provider.Spec.Type, st.AttemptID))
+	}
 	// The intent must be on record before the call; a stale object fails here.
 	if err := s.commit(ctx); err != nil {
+		ticket.Cancel()
 		return ctrl.Result{}, err
 	}
+	if later {
+		s.r.tickets.Store(client.ObjectKeyFromObject(na), heldTicket{attemptID: st.AttemptID, ticket: ticket})
+		return s.bound(ctrl.Result{RequeueAfter: wait}), nil
+	}
+	return s.send(ctx, t, ticket)
+}
 
-	s.log.Info("submitting", "attempt", st.AttemptID, "providerAction", st.ProviderAction, "node", na.Spec.NodeID)
-	sub, err := t.driver.Submit(ctx, t.req)
+// heldTicket is a request slot kept in memory for an attempt recorded
+// before its slot came.
+type heldTicket struct {
+	attemptID string
+	ticket    *provider.Ticket
+}
+
+// send makes the recorded attempt's one provider call on its slot, cut
+// off at the recorded deadline, and records the answer.
+func (s *step) send(ctx context.Context, t target, ticket *provider.Ticket) (ctrl.Result, error) {
+	st := &s.na.Status
+	sendCtx, cancel := context.WithDeadline(provider.WithTicket(ctx, ticket), s.submitDeadline())
+	defer cancel()
+	s.log.Info("submitting", "attempt", st.AttemptID, "providerAction", st.ProviderAction, "node", s.na.Spec.NodeID)
+	sub, err := t.driver.Submit(sendCtx, t.req)
+	if !provider.IsNotSent(err) {
+		st.Attempts++
+	}
 	res := s.answer(ctx, t, sub, err, false)
 	if err := s.commitAnswer(ctx); err != nil {
 		return ctrl.Result{}, err
 	}
 	return res, nil
+}
+
+func ceilSecond(t time.Time) time.Time {
+	if c := t.Truncate(time.Second); c.Before(t) {
+		return c.Add(time.Second)
+	}
+	return t
 }
 
 // answer records what the provider said to a submission (or what Lookup found).
@@ -71,6 +141,10 @@ func (s *step) answer(ctx context.Context, t target, sub provider.Submission, er
 			msg += fmt.Sprintf(" (action %s)", sub.ActionID)
 		}
 		markSubmitted(na, msg)
+		if adopted {
+			msg += fmt.Sprintf("; found again after the answer to attempt %s was lost", st.AttemptID)
+			s.event(corev1.EventTypeNormal, "Adopted", "Lookup", "%s", msg)
+		}
 		if sub.Done != nil {
 			// Accepted and done in one answer: one event tells both.
 			done := outcomeOf(*sub.Done)
@@ -78,10 +152,7 @@ func (s *step) answer(ctx context.Context, t target, sub provider.Submission, er
 			s.end(done)
 			return ctrl.Result{}
 		}
-		if adopted {
-			msg += fmt.Sprintf("; found again after the answer to attempt %s was lost", st.AttemptID)
-			s.event(corev1.EventTypeNormal, "Adopted", "Lookup", "%s", msg)
-		} else {
+		if !adopted {
 			s.event(corev1.EventTypeNormal, "Submitted", "Submit", "%s", msg)
 		}
 		progress(na, v1alpha1.PhaseRunning, v1alpha1.ReasonInProgress, msg+"; following it")
@@ -94,7 +165,7 @@ func (s *step) answer(ctx context.Context, t target, sub provider.Submission, er
 		return s.retryLater(t, pe)
 	case provider.Ambiguous:
 		msg := fmt.Sprintf("the answer to attempt %s was lost (%s); checking with %s before any new call",
-			st.AttemptID, pe.Message, t.provider.Spec.Type)
+			st.AttemptID, describeError(pe), t.provider.Spec.Type)
 		s.event(corev1.EventTypeWarning, "AnswerLost", "Submit", "%s", msg)
 		progress(na, v1alpha1.PhaseSubmitting, v1alpha1.ReasonSubmitting, msg)
 		return s.bound(ctrl.Result{RequeueAfter: s.settle()})
@@ -115,7 +186,7 @@ func (s *step) answer(ctx context.Context, t target, sub provider.Submission, er
 func (s *step) retryLater(t target, pe *provider.Error) ctrl.Result {
 	wait := pe.RetryAfter
 	if wait <= 0 {
-		wait = backoff(s.na.Status.Attempts)
+		wait = backoff(max(s.na.Status.Attempts, 1))
 	}
 	reason := reasonFor(pe.Class)
 	msg := fmt.Sprintf("%s; retrying in %s", describeError(pe), wait.Round(100*time.Millisecond))
@@ -127,24 +198,33 @@ func (s *step) retryLater(t target, pe *provider.Error) ctrl.Result {
 	return s.bound(ctrl.Result{RequeueAfter: wait})
 }
 
-// settle is how long a submission may still be in flight after it was
-// recorded: after that, what the provider shows is final.
-func (s *step) settle() time.Duration {
+// submitDeadline is the latest time the current attempt's request could
+// leave the operator. Attempts recorded before the deadline was kept in
+// status get the bound the operator used then.
+func (s *step) submitDeadline() time.Time {
 	st := s.na.Status
-	if st.SubmittedAt == nil {
+	if st.SubmitDeadline != nil {
+		return st.SubmitDeadline.Time
+	}
+	return st.SubmittedAt.Add(s.r.Drivers.MaxRateWait() + s.r.Drivers.RequestTimeout() + 2*time.Second)
+}
+
+// settle is how long until what the provider shows of the current attempt
+// is final: its request can no longer leave, nor still be on its way.
+func (s *step) settle() time.Duration {
+	if s.na.Status.SubmittedAt == nil {
 		return 0
 	}
-	return max(st.SubmittedAt.Add(s.r.Drivers.SettleTime()+time.Second).Sub(s.now), 100*time.Millisecond)
+	return max(s.submitDeadline().Add(settleMargin).Sub(s.now), 100*time.Millisecond)
 }
 
 // blocker returns the earliest unfinished NodeAction on the same Provider
 // and node that was created before this one, or nil.
-func (s *step) blocker(ctx context.Context) *v1alpha1.NodeAction {
+func (s *step) blocker(ctx context.Context) (*v1alpha1.NodeAction, error) {
 	list := &v1alpha1.NodeActionList{}
 	if err := s.r.Client.List(ctx, list, client.InNamespace(s.na.Namespace),
 		client.MatchingFields{indexProviderNode: providerNodeKey(s.na)}); err != nil {
-		s.log.Error(err, "listing NodeActions on the same node")
-		return nil
+		return nil, err
 	}
 	var earlier []*v1alpha1.NodeAction
 	for i := range list.Items {
@@ -157,10 +237,10 @@ func (s *step) blocker(ctx context.Context) *v1alpha1.NodeAction {
 		}
 	}
 	if len(earlier) == 0 {
-		return nil
+		return nil, nil
 	}
 	sort.Slice(earlier, func(i, j int) bool { return createdBefore(earlier[i], earlier[j]) })
-	return earlier[0]
+	return earlier[0], nil
 }
 
 func createdBefore(a, b *v1alpha1.NodeAction) bool {

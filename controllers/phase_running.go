@@ -32,6 +32,9 @@ func (s *step) handleRunning(ctx context.Context, t target) (ctrl.Result, error)
 	as, err := s.r.fleet.status(ctx, t.provider.UID, t.driver, sub, s.now)
 	if err != nil {
 		pe := provider.AsError(err)
+		if pe.Class == provider.AuthFailed {
+			return s.credentialsRejected(ctx, t, pe, "following "+st.ProviderAction), nil
+		}
 		if pe.Kind == provider.Terminal {
 			s.end(failure(reasonFor(pe.Class), fmt.Sprintf("following %s: %s", st.ProviderAction, describeError(pe))))
 			return ctrl.Result{}, nil

@@ -34,7 +34,12 @@ func managerBinary(t *testing.T) string {
 			return
 		}
 		managerBin = filepath.Join(dir, "manager")
-		cmd := exec.Command("go", "build", "-o", managerBin, ".")
+		args := []string{"build", "-o", managerBin}
+		if raceEnabled {
+			// The manager runs under the race detector too when the tests do.
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, ".")...)
 		cmd.Dir = ".."
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)

@@ -41,12 +41,12 @@ func (r *ProviderReconciler) Reconcile(ctx context.Context, req ctrlruntime.Requ
 	p := &v1alpha1.Provider{}
 	if err := r.Client.Get(ctx, req.NamespacedName, p); err != nil {
 		if ctrl.IgnoreNotFound(err) == nil {
-			r.Drivers.Forget(req.NamespacedName, "")
+			r.Drivers.Forget(req.NamespacedName)
 		}
 		return ctrlruntime.Result{}, ctrl.IgnoreNotFound(err)
 	}
 	if !p.DeletionTimestamp.IsZero() {
-		r.Drivers.Forget(req.NamespacedName, p.UID)
+		r.Drivers.Forget(req.NamespacedName)
 		return ctrlruntime.Result{}, nil
 	}
 	before := p.DeepCopy()

@@ -4,6 +4,7 @@ package controllers
 import (
 	"context"
 
+	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
@@ -21,6 +22,9 @@ import (
 const (
 	indexProvider     = "spec.providerRef.name"
 	indexProviderNode = "spec.providerRef.name+nodeID"
+	// indexNodeID finds the NodeActions of every namespace on one VM id,
+	// to tell which provider actions are already someone's.
+	indexNodeID = "spec.nodeID"
 )
 
 func providerNodeKey(na *v1alpha1.NodeAction) string {
@@ -45,12 +49,21 @@ func (r *NodeActionReconciler) SetupWithManager(mgr ctrl.Manager, opts controlle
 	}); err != nil {
 		return err
 	}
+	if err := idx.IndexField(ctx, &v1alpha1.NodeAction{}, indexNodeID, func(o client.Object) []string {
+		return []string{o.(*v1alpha1.NodeAction).Spec.NodeID}
+	}); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.NodeAction{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Watches(&v1alpha1.Provider{}, handler.EnqueueRequestsFromMapFunc(r.waitingOnProvider),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&v1alpha1.NodeAction{}, handler.EnqueueRequestsFromMapFunc(r.queuedOnNode),
 			builder.WithPredicates(finishedPredicate())).
+		Watches(&v1alpha1.Provider{}, handler.Funcs{DeleteFunc: func(_ context.Context, e event.TypedDeleteEvent[client.Object], _ workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			// A deleted Provider's shared status sweeps go with it.
+			r.fleet.forget(e.Object.GetUID())
+		}}).
 		WithOptions(opts).
 		Named("nodeaction").
 		Complete(r)

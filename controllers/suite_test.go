@@ -109,6 +109,20 @@ func startManager(t *testing.T) (stop func()) {
 // ns ("" for all).
 func startManagerIn(t *testing.T, ns string) (stop func()) {
 	t.Helper()
+	return startManagerWith(t, ns).stop
+}
+
+// running is an in-process manager and what its controllers keep.
+type running struct {
+	stop       func()
+	drivers    *drivercache.Cache
+	nodeAction *NodeActionReconciler
+}
+
+// startManagerWith runs the controllers like startManagerIn and hands back
+// their state, for tests that look into it.
+func startManagerWith(t *testing.T, ns string) running {
+	t.Helper()
 	cacheOpts := cache.Options{DefaultTransform: cache.TransformStripManagedFields()}
 	if ns != "" {
 		cacheOpts.DefaultNamespaces = map[string]cache.Config{ns: {}}
@@ -127,8 +141,9 @@ func startManagerIn(t *testing.T, ns string) (stop func()) {
 	if err := (&ProviderReconciler{Client: mgr.GetClient(), Drivers: drivers, Recorder: mgr.GetEventRecorder("nodeaction-operator")}).SetupWithManager(mgr, opts); err != nil {
 		t.Fatal(err)
 	}
-	if err := (&NodeActionReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Drivers: drivers,
-		Recorder: mgr.GetEventRecorder("nodeaction-operator")}).SetupWithManager(mgr, opts); err != nil {
+	nar := &NodeActionReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Drivers: drivers,
+		Recorder: mgr.GetEventRecorder("nodeaction-operator")}
+	if err := nar.SetupWithManager(mgr, opts); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -140,14 +155,14 @@ func startManagerIn(t *testing.T, ns string) (stop func()) {
 		}
 	}()
 	var stopped atomic.Bool
-	stop = func() {
+	stop := func() {
 		if stopped.CompareAndSwap(false, true) {
 			cancel()
 			<-done
 		}
 	}
 	t.Cleanup(stop)
-	return stop
+	return running{stop: stop, drivers: drivers, nodeAction: nar}
 }
 
 // newNamespace creates a namespace for one test.

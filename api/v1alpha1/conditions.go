@@ -29,6 +29,11 @@ const (
 	ReasonVerifying        = "Verifying"
 	ReasonEscalated        = "Escalated"
 	ReasonAccepted         = "Accepted"
+	// ReasonCredentialsRejected: the provider refused the credentials while
+	// an accepted action was being followed or looked up. The action may
+	// still be running; the NodeAction waits (Stalled) until the Secret
+	// holds working credentials, then resumes without a new call.
+	ReasonCredentialsRejected = "CredentialsRejected"
 
 	// Success (Ready=True).
 	ReasonCompleted          = "Completed"

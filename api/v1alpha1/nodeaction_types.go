@@ -293,13 +293,20 @@ type NodeActionStatus struct {
 	ProviderStartTime *metav1.Time `json:"providerStartTime,omitempty"`
 
 	// attemptID identifies the current submission attempt. It is recorded
-	// before the provider is called.
+	// before the provider is called, and is never used twice: not by a later
+	// attempt, not by a later run. The retry-submission annotation names it.
 	// +optional
 	AttemptID string `json:"attemptID,omitempty"`
 
-	// attempts counts provider submissions (calls that may have reached the provider).
+	// attempts counts the submissions of this run whose request left the
+	// operator (and so may have reached the provider).
 	// +optional
 	Attempts int32 `json:"attempts,omitempty"`
+
+	// totalAttempts counts every attempt recorded over all runs; attempt ids
+	// are numbered by it.
+	// +optional
+	TotalAttempts int32 `json:"totalAttempts,omitempty"`
 
 	// failedAttempts counts accepted actions the provider reported failed
 	// in this run (compared with spec.backoffLimit).
@@ -310,12 +317,20 @@ type NodeActionStatus struct {
 	// +optional
 	StartTime *metav1.Time `json:"startTime,omitempty"`
 
-	// submittedAt is when the current attempt was recorded, just before the
-	// provider call.
+	// submittedAt is the earliest time the current attempt's request may
+	// leave the operator: when its slot of the Provider's request budget
+	// comes. It is recorded with the intent, before the call.
 	// +optional
 	SubmittedAt *metav1.Time `json:"submittedAt,omitempty"`
 
-	// completionTime is when the run ended.
+	// submitDeadline is the latest time the current attempt's request may
+	// leave the operator; the call is cut off then. A lost answer is looked
+	// up only after it, when what the provider shows is final.
+	// +optional
+	SubmitDeadline *metav1.Time `json:"submitDeadline,omitempty"`
+
+	// completionTime is when the run ended: the provider's own time where
+	// it gives one, else the operator's.
 	// +optional
 	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
 

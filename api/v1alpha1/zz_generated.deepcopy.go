@@ -220,6 +220,10 @@ func (in *NodeActionStatus) DeepCopyInto(out *NodeActionStatus) {
 		in, out := &in.SubmittedAt, &out.SubmittedAt
 		*out = (*in).DeepCopy()
 	}
+	if in.SubmitDeadline != nil {
+		in, out := &in.SubmitDeadline, &out.SubmitDeadline
+		*out = (*in).DeepCopy()
+	}
 	if in.CompletionTime != nil {
 		in, out := &in.CompletionTime, &out.CompletionTime
 		*out = (*in).DeepCopy()

@@ -3,7 +3,8 @@
 -- The operator writes kstatus conditions (Ready, Reconciling, Stalled):
 --   no status yet, a spec change not yet seen, or
 --   a new spec.runID whose run has not started   -> Progressing
---   Stalled=True  (the action failed for good)    -> Degraded
+--   Stalled=True  (failed for good, or waiting    -> Degraded
+--                  for a person to fix a Secret)
 --   Ready=True    (the action succeeded)          -> Healthy
 --   anything else (pending, submitting, running)  -> Progressing
 --

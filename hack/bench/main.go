@@ -14,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	eventsv1 "k8s.io/api/events/v1"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -799,11 +800,23 @@ func fleetRun(bin string, n int, d time.Duration, budget int) []row {
 	}
 	lower := time.Duration(float64(n) / float64(budget) * float64(time.Minute))
 	perAction := float64(requests) / float64(n)
+	tr.mu.Lock()
+	writes, maxWrites := 0, 0
+	for _, w := range tr.writes {
+		writes += w
+		maxWrites = max(maxWrites, w)
+	}
+	tr.mu.Unlock()
+	evs := &eventsv1.EventList{}
+	must(kube.List(context.Background(), evs, client.InNamespace(ns)))
+	avgWrites, eventsPerAction := float64(writes)/float64(n), float64(len(evs.Items))/float64(n)
 	fmt.Printf("fleet: %d actions of %s in %s (lower bound %s): %d requests, %d accepted POSTs, %d 429s\n",
 		n, d, elapsed.Round(time.Second), lower.Round(time.Second), requests, posts, tooMany)
 	return []row{
 		{fmt.Sprintf("429s received, %d DigitalOcean actions of %s, budget %d/min", n, d, budget), strconv.Itoa(tooMany), "0", yes(tooMany == 0 && err == nil)},
 		{"provider requests per action (POST + shared polling)", fmt.Sprintf("%.3f (%d requests, %d POSTs)", perAction, requests, posts), "≤ 1.1", yes(perAction <= 1.1 && posts == n)},
 		{"total time against the budget's lower bound", fmt.Sprintf("%s vs %s (%.2fx)", elapsed.Round(time.Second), lower.Round(time.Second), elapsed.Seconds()/lower.Seconds()), "-", nil},
+		{"API status writes per action, same run (intent, answer, end)", fmt.Sprintf("%.2f avg, %d max", avgWrites, maxWrites), "≤ 3", yes(maxWrites <= 3)},
+		{"API events per action, same run", fmt.Sprintf("%.2f", eventsPerAction), "-", nil},
 	}
 }

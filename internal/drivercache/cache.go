@@ -50,7 +50,14 @@ type Cache struct {
 
 	mu      sync.Mutex
 	entries map[types.NamespacedName]*entry
-	gates   map[types.UID]*provider.Gate
+	gates   map[types.NamespacedName]*gateEntry
+}
+
+// gateEntry is one Provider's budget. It belongs to one Provider object
+// (UID): a Provider deleted and created again starts with a new budget.
+type gateEntry struct {
+	uid  types.UID
+	gate *provider.Gate
 }
 
 type entry struct {
@@ -76,14 +83,23 @@ func New(reader client.Reader, opts Options) *Cache {
 	if opts.UserAgent == "" {
 		opts.UserAgent = "nodeaction-operator"
 	}
-	return &Cache{reader: reader, opts: opts, entries: map[types.NamespacedName]*entry{}, gates: map[types.UID]*provider.Gate{}}
+	return &Cache{reader: reader, opts: opts, entries: map[types.NamespacedName]*entry{}, gates: map[types.NamespacedName]*gateEntry{}}
 }
 
-// SettleTime is how long after a submission was recorded its request may
-// still reach the provider: the wait for a request slot plus the request
-// timeout, plus a margin. After it, what the provider shows is final.
-func (c *Cache) SettleTime() time.Duration {
-	return c.opts.MaxRateWait + c.opts.RequestTimeout + 2*time.Second
+// RequestTimeout bounds one provider request.
+func (c *Cache) RequestTimeout() time.Duration { return c.opts.RequestTimeout }
+
+// MaxRateWait is how long a reconcile may wait for a request slot before it
+// comes back later instead.
+func (c *Cache) MaxRateWait() time.Duration { return c.opts.MaxRateWait }
+
+// Reserve takes p's next request slot for a submission (provider.Ticket).
+func (c *Cache) Reserve(p *v1alpha1.Provider, now time.Time) (*provider.Ticket, error) {
+	reg, err := registry.Lookup(p.Spec.Type)
+	if err != nil {
+		return nil, err
+	}
+	return c.Gate(p, reg.RequestsPerMinute).Reserve(now), nil
 }
 
 // Driver returns the driver for p, building it when needed. Errors are
@@ -93,8 +109,9 @@ func (c *Cache) Driver(ctx context.Context, p *v1alpha1.Provider) (provider.Driv
 	key := types.NamespacedName{Namespace: p.Namespace, Name: p.Name}
 	c.mu.Lock()
 	e := c.entries[key]
+	fresh := e != nil && e.uid == p.UID && e.generation == p.Generation && time.Since(e.built) < c.opts.MaxAge
 	c.mu.Unlock()
-	if e != nil && e.uid == p.UID && e.generation == p.Generation && time.Since(e.built) < c.opts.MaxAge {
+	if fresh {
 		return e.driver, nil
 	}
 
@@ -139,12 +156,13 @@ func (c *Cache) CredentialsChanged(ctx context.Context, p *v1alpha1.Provider) bo
 	return err == nil && s.ResourceVersion != e.secretVersion
 }
 
-// Forget drops everything kept for a deleted Provider.
-func (c *Cache) Forget(key types.NamespacedName, uid types.UID) {
+// Forget drops everything kept for a deleted Provider: its driver and its
+// request budget.
+func (c *Cache) Forget(key types.NamespacedName) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.entries, key)
-	delete(c.gates, uid)
+	delete(c.gates, key)
 }
 
 func (c *Cache) secret(ctx context.Context, p *v1alpha1.Provider) (*corev1.Secret, error) {
@@ -155,7 +173,7 @@ func (c *Cache) secret(ctx context.Context, p *v1alpha1.Provider) (*corev1.Secre
 			return nil, provider.NewTerminal(provider.SecretNotFound,
 				fmt.Sprintf("credentials Secret %q not found in namespace %q", key.Name, key.Namespace))
 		}
-		return nil, &provider.Error{Kind: provider.Retryable, Class: provider.CredentialsError,
+		return nil, &provider.Error{Kind: provider.Retryable, Class: provider.Unavailable,
 			Message: fmt.Sprintf("cannot read credentials Secret %q: %s", key.Name, apierrors.ReasonForError(err)), Err: err}
 	}
 	return s, nil
@@ -198,14 +216,29 @@ func (c *Cache) Gate(p *v1alpha1.Provider, defaultPerMinute int) *provider.Gate 
 			burst = int(rl.Burst)
 		}
 	}
+	key := types.NamespacedName{Namespace: p.Namespace, Name: p.Name}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	g := c.gates[p.UID]
-	if g == nil {
-		g = provider.NewGate(perMinute, burst)
-		c.gates[p.UID] = g
+	g := c.gates[key]
+	if g == nil || g.uid != p.UID {
+		g = &gateEntry{uid: p.UID, gate: provider.NewGate(perMinute, burst)}
+		c.gates[key] = g
 	} else {
-		g.SetLimit(perMinute, burst)
+		g.gate.SetLimit(perMinute, burst)
 	}
-	return g
+	return g.gate
+}
+
+// Providers is how many Providers the cache holds something for (tests).
+func (c *Cache) Providers() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	keys := map[types.NamespacedName]bool{}
+	for k := range c.entries {
+		keys[k] = true
+	}
+	for k := range c.gates {
+		keys[k] = true
+	}
+	return len(keys)
 }

@@ -196,10 +196,38 @@ func TestSpecChangeRebuildsButKeepsTheRequestBudget(t *testing.T) {
 		t.Error("a rebuilt driver got a new request budget; it must outlive rebuilds")
 	}
 
-	// A deleted and re-created Provider (new UID) starts afresh.
-	f.cache.Forget(types.NamespacedName{Namespace: "fleet", Name: "do"}, f.prov.UID)
+	// A re-created Provider (new UID) starts afresh, even when its deletion was missed.
 	f.prov.UID = "uid-2"
-	if g3 := f.cache.Gate(f.prov, 250); g3 == g1 {
+	g3 := f.cache.Gate(f.prov, 250)
+	if g3 == g1 {
+		t.Error("a re-created Provider kept the old one's request budget")
+	}
+	// Forgetting a deleted Provider, known only by its name, drops all it had.
+	f.cache.Forget(types.NamespacedName{Namespace: "fleet", Name: "do"})
+	if n := f.cache.Providers(); n != 0 {
+		t.Errorf("the cache still holds something for %d Providers after Forget", n)
+	}
+	if g4 := f.cache.Gate(f.prov, 250); g4 == g3 {
 		t.Error("a forgotten Provider kept its request budget")
 	}
+}
+
+// Many reconcilers ask for the same driver at once while it ages out; run
+// with -race (make test does), this finds unguarded reads of the entry.
+func TestConcurrentDriverUseIsSafe(t *testing.T) {
+	f := newFixture(t, time.Millisecond, true)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 50 {
+				if _, err := f.cache.Driver(context.Background(), f.prov); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }

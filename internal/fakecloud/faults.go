@@ -24,6 +24,10 @@ const (
 	Delay FaultMode = "delay"
 	// DropBeforeAccept closes the connection without acting.
 	DropBeforeAccept FaultMode = "drop-before-accept"
+	// ForwardLate holds the request for Latency whether or not the client
+	// is still there, then acts and answers: a proxy that forwarded the
+	// request late, after the client gave up on it.
+	ForwardLate FaultMode = "forward-late"
 )
 
 // Fault changes how matching requests are answered.

@@ -115,7 +115,9 @@ func (c *Cloud) serve(w http.ResponseWriter, r *http.Request, k call, handle fun
 	f := c.matchFaultLocked(k.skin, r, k.action)
 	c.mu.Unlock()
 
-	if f != nil && f.Latency > 0 {
+	if f != nil && f.Mode == ForwardLate {
+		time.Sleep(f.Latency)
+	} else if f != nil && f.Latency > 0 {
 		select {
 		case <-time.After(f.Latency):
 		case <-r.Context().Done():

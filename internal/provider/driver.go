@@ -34,13 +34,40 @@ type Driver interface {
 	// Status reports how a submitted action is doing.
 	Status(ctx context.Context, sub Submission) (ActionStatus, error)
 
-	// Lookup finds what became of a submission whose answer was lost (the
-	// process died during the call, or the call timed out after the request
-	// was sent). It returns the submission when the provider shows it was
-	// accepted at or after since, nil when the provider shows it was not,
-	// and an error of reason SubmissionUnknown when the provider cannot
-	// tell.
-	Lookup(ctx context.Context, req Request, since time.Time) (*Submission, error)
+	// Lookup lists what could be a submission whose answer was lost (the
+	// process died during the call, or the answer did not come back): the
+	// actions on the request's node of the request's kind (and parameters,
+	// where the API shows them) that started within window. It does not
+	// choose among them: the reconciler knows which actions are already
+	// other NodeActions'. An error of class SubmissionUnknown says the
+	// provider cannot tell at all.
+	Lookup(ctx context.Context, req Request, window Window) (Found, error)
+}
+
+// Window is when a lost submission can have started at the provider: from
+// the moment its request could first leave the operator to the moment the
+// last one could land, each widened by the clock skew allowed between the
+// operator and the provider.
+type Window struct {
+	From, To time.Time
+}
+
+// Contains tells whether a provider's time falls in the window. Providers
+// show whole seconds (some show less), so the bounds are compared at whole
+// seconds, widening the window, never narrowing it.
+func (w Window) Contains(t time.Time) bool {
+	return !t.Before(w.From.Truncate(time.Second)) && !t.After(w.To)
+}
+
+// Found is what a lookup found.
+type Found struct {
+	// Candidates could each be the lost submission.
+	Candidates []Submission
+	// Complete: the provider's records cover the window whole, so no
+	// candidate proves the request was not accepted.
+	Complete bool
+	// Why, when not Complete, says what the records cannot show.
+	Why string
 }
 
 // Request is one action for one node, in the provider's own vocabulary

@@ -33,6 +33,10 @@ type Error struct {
 	StatusCode int
 	// RetryAfter is how long the provider asked us to wait (429, Retry-After).
 	RetryAfter time.Duration
+	// NotSent is true when the request never left the operator: refused
+	// by the client-side budget, or the connection failed before the
+	// request was written. Nothing can have happened at the provider.
+	NotSent bool
 	// Err is the underlying error, kept for errors.Is/As; it is not shown.
 	Err error
 }
@@ -78,6 +82,12 @@ func AsError(err error) *Error {
 		return e
 	}
 	return &Error{Kind: Ambiguous, Class: Unavailable, Message: "unexpected error", Err: err}
+}
+
+// IsNotSent reports whether err says the request never left the operator.
+func IsNotSent(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.NotSent
 }
 
 // IsKind reports whether err is a provider error of the given kind.

@@ -66,12 +66,16 @@ func Send(ctx context.Context, client *http.Client, method, url string, header h
 //	429            Retryable, RateLimited, after Retry-After / RateLimit-Reset
 //	401, 403       Terminal, AuthFailed
 //	404            Terminal, NodeNotFound
-//	409, 423       Retryable, ProviderBusy (locked, another action running)
-//	503            Retryable (the provider says it did not take the request)
-//	408, other 5xx Ambiguous for a call that changes something, Retryable for a read
+//	409, 423       Retryable, Busy (locked, another action running)
+//	408, 5xx       Ambiguous for a call that changes something, Retryable
+//	               for a read. A 502, 503 or 504 may come from a proxy that
+//	               forwarded the request before it gave up, so even a 503
+//	               does not prove an action was not taken.
 //	other 4xx      Terminal, Rejected
+//
+// message is cut to a length a condition can carry (ProviderText).
 func StatusError(code int, header http.Header, method, message string) *Error {
-	e := &Error{StatusCode: code, Message: message}
+	e := &Error{StatusCode: code, Message: ProviderText(message)}
 	switch {
 	case code == http.StatusTooManyRequests:
 		e.Kind, e.Class, e.RetryAfter = Retryable, RateLimited, RetryAfter(header, time.Now())
@@ -81,10 +85,11 @@ func StatusError(code int, header http.Header, method, message string) *Error {
 		e.Kind, e.Class = Terminal, NodeNotFound
 	case code == http.StatusConflict || code == http.StatusLocked:
 		e.Kind, e.Class = Retryable, Busy
-	case code == http.StatusServiceUnavailable:
-		e.Kind, e.Class, e.RetryAfter = Retryable, Unavailable, RetryAfter(header, time.Now())
 	case code == http.StatusRequestTimeout || code >= 500:
 		e.Kind, e.Class = Retryable, Unavailable
+		if code == http.StatusServiceUnavailable {
+			e.RetryAfter = RetryAfter(header, time.Now())
+		}
 		if method != http.MethodGet && method != http.MethodHead {
 			e.Kind = Ambiguous
 		}

@@ -11,10 +11,10 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -56,16 +56,17 @@ func (g *Gate) Block(t time.Time) {
 // A step that needs two requests in a row (a lookup, a read-back) must be
 // able to wait for the second token, so maxWait is at least 2.5 token
 // intervals. Low-priority requests (polls) take only a token that is free
-// now: while submissions wait for the budget, polls step back.
+// now: while submissions wait for the budget, polls step back. No request
+// waits past its context's deadline: it could not be sent after it.
 func (g *Gate) admit(ctx context.Context, now time.Time, maxWait time.Duration) (time.Duration, error) {
-	g.mu.Lock()
-	blocked := g.blockedUntil.Sub(now)
-	g.mu.Unlock()
-	if blocked > 0 {
+	if blocked := g.blocked(now); blocked > 0 {
 		return blocked, nil
 	}
 	if perToken := time.Duration(float64(time.Second) / float64(g.limiter.Limit())); maxWait < perToken*5/2 {
 		maxWait = perToken * 5 / 2
+	}
+	if deadline, ok := ctx.Deadline(); ok {
+		maxWait = min(maxWait, deadline.Sub(now))
 	}
 	if IsLowPriority(ctx) {
 		maxWait = 0
@@ -79,17 +80,90 @@ func (g *Gate) admit(ctx context.Context, now time.Time, maxWait time.Duration) 
 		r.CancelAt(now)
 		return delay, nil
 	}
-	if delay > 0 {
-		t := time.NewTimer(delay)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			r.Cancel()
-			return 0, ctx.Err()
-		}
+	if err := sleep(ctx, delay); err != nil {
+		r.Cancel()
+		return 0, err
 	}
 	return 0, nil
+}
+
+// blocked is how long a provider's Retry-After still keeps requests away.
+func (g *Gate) blocked(now time.Time) time.Duration {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.blockedUntil.Sub(now)
+}
+
+// Ticket is a request slot taken ahead of time for one submission, so that
+// the time its request leaves is known (and recorded) before the intent is
+// written, and a submission never waits for the budget after its intent.
+type Ticket struct {
+	// At is when the slot is the submission's.
+	At time.Time
+
+	gate *Gate
+	r    *rate.Reservation
+	used atomic.Bool
+}
+
+// Reserve takes the next request slot of the budget, now or later (after
+// the slots already taken, and after a provider's Retry-After). The slot is
+// the caller's until it is used (WithTicket) or cancelled.
+func (g *Gate) Reserve(now time.Time) *Ticket {
+	t := &Ticket{At: now, gate: g}
+	if r := g.limiter.ReserveN(now, 1); r.OK() {
+		t.r = r
+		t.At = now.Add(r.DelayFrom(now))
+	}
+	if blocked := g.blocked(now); blocked > 0 && now.Add(blocked).After(t.At) {
+		t.At = now.Add(blocked)
+	}
+	return t
+}
+
+// Cancel gives an unused slot back.
+func (t *Ticket) Cancel() {
+	if t != nil && t.r != nil && !t.used.Load() {
+		t.r.Cancel()
+	}
+}
+
+type ticketKey struct{}
+
+// WithTicket makes the requests of one submission use its reserved slot:
+// the first waits for the slot's time and takes it; any further request of
+// the same submission (Senlin authenticates before its POST) is charged to
+// the budget without waiting, so the submission never stalls half-sent.
+func WithTicket(ctx context.Context, t *Ticket) context.Context {
+	return context.WithValue(ctx, ticketKey{}, t)
+}
+
+// admitTicketed lets a request of a ticketed submission go, or says it
+// must not (a provider's Retry-After arrived since the slot was taken).
+func (t *Ticket) admit(ctx context.Context, now time.Time) (time.Duration, error) {
+	if blocked := t.gate.blocked(now); blocked > 0 {
+		return blocked, nil
+	}
+	if t.used.CompareAndSwap(false, true) {
+		return 0, sleep(ctx, t.At.Sub(now))
+	}
+	t.gate.limiter.ReserveN(now, 1) // in debt: later requests wait for it
+	return 0, nil
+}
+
+// sleep waits d, or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 type lowPriorityKey struct{}
@@ -182,12 +256,18 @@ type transport struct {
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if t.gate != nil {
-		wait, err := t.gate.admit(req.Context(), time.Now(), t.maxWait)
+		var wait time.Duration
+		var err error
+		if ticket, ok := req.Context().Value(ticketKey{}).(*Ticket); ok && ticket != nil {
+			wait, err = ticket.admit(req.Context(), time.Now())
+		} else {
+			wait, err = t.gate.admit(req.Context(), time.Now(), t.maxWait)
+		}
 		if err != nil {
-			return nil, &Error{Kind: Retryable, Class: Unavailable, Message: "request cancelled while waiting for the rate limit", Err: err}
+			return nil, &Error{Kind: Retryable, Class: Unavailable, NotSent: true, Message: "request cancelled while waiting for the rate limit", Err: err}
 		}
 		if wait > 0 {
-			return nil, &Error{Kind: Retryable, Class: RateLimited, RetryAfter: wait,
+			return nil, &Error{Kind: Retryable, Class: RateLimited, RetryAfter: wait, NotSent: true,
 				Message: fmt.Sprintf("client-side rate limit: next request slot in %s", wait.Round(10*time.Millisecond))}
 		}
 	}
@@ -263,7 +343,7 @@ func TransportError(err error, sent bool) *Error {
 	}
 	msg := Redact(err.Error())
 	if !sent {
-		return &Error{Kind: Retryable, Class: Unavailable, Message: "request not sent: " + msg, Err: err}
+		return &Error{Kind: Retryable, Class: Unavailable, NotSent: true, Message: "request not sent: " + msg, Err: err}
 	}
 	return &Error{Kind: Ambiguous, Class: Unavailable, Message: "request sent but no answer: " + msg, Err: err}
 }
@@ -288,14 +368,6 @@ func RetryAfter(h http.Header, now time.Time) time.Duration {
 		}
 	}
 	return time.Second
-}
-
-var queryPattern = regexp.MustCompile(`\?[^\s"']*`)
-
-// Redact removes query strings (E2E puts its API key there) from text that
-// may quote a URL.
-func Redact(s string) string {
-	return queryPattern.ReplaceAllString(s, "?<redacted>")
 }
 
 // CheckEndpoint refuses anything but https, except plain http to a

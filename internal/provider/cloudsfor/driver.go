@@ -26,9 +26,6 @@ import (
 const RequestsPerMinute = 120
 
 const (
-	// lookupSkew allows for the difference between our clock and
-	// CloudsFor's when matching a lost submission by its start time.
-	lookupSkew = 30 * time.Second
 	// perPage and maxPages bound how much action history one call reads.
 	perPage  = 50
 	maxPages = 20
@@ -391,39 +388,30 @@ func sameStart(a, b time.Time) bool {
 	return a.Equal(b)
 }
 
-// Lookup searches the VM's action history (newest first) for an action of
-// the request's type started since the lost submission.
-func (d *Driver) Lookup(ctx context.Context, req provider.Request, since time.Time) (*provider.Submission, error) {
+// Lookup reads the VM's action history for actions of the request's type
+// started in the window. The seed documents no order for the list, so all
+// of it is read (up to maxPages).
+func (d *Driver) Lookup(ctx context.Context, req provider.Request, w provider.Window) (provider.Found, error) {
 	if err := d.Validate(req); err != nil {
-		return nil, err
+		return provider.Found{}, err
 	}
-	cutoff := since.Add(-lookupSkew)
-	var found *provider.Submission
-	var undated bool
+	found := provider.Found{Complete: true}
 	err := d.eachAction(ctx, req.NodeID, func(a action, at time.Time, ok bool) bool {
 		switch {
+		case a.Type != req.Action:
 		case !ok:
 			// An action of this type that cannot be dated might be the lost one.
-			undated = undated || a.Type == req.Action
-			return true
-		case at.Before(cutoff):
-			return false // older than the submission: it never arrived
-		case a.Type == req.Action:
-			found = &provider.Submission{Request: req, ActionID: actionID(req.NodeID, at), StartedAt: at}
-			return false
+			found.Complete = false
+			found.Why = fmt.Sprintf("CloudsFor lists a %s action on VM %s whose started_at (%q) cannot be read", a.Type, req.NodeID, a.StartedAt)
+		case w.Contains(at):
+			found.Candidates = append(found.Candidates, provider.Submission{Request: req, ActionID: actionID(req.NodeID, at), StartedAt: at})
 		}
 		return true
 	})
-	switch {
-	case err != nil:
-		return nil, err
-	case found != nil:
-		return found, nil
-	case undated:
-		return nil, provider.ErrSubmissionUnknown(fmt.Sprintf(
-			"CloudsFor lists a %s action on VM %s whose started_at cannot be read; it may be the lost submission", req.Action, req.NodeID))
+	if err != nil {
+		return provider.Found{}, err
 	}
-	return nil, nil
+	return found, nil
 }
 
 // eachAction pages through the VM's action list, newest first, until visit

@@ -256,14 +256,15 @@ func TestMatchesItsOwnActionAmongTwoOfOneType(t *testing.T) {
 		t.Errorf("first from its action id alone: %+v, %v", st, err)
 	}
 
-	// Lookup adopts the newest reboot since the lost submission.
-	found, err := e.driver.Lookup(ctx, req, clk.Now().Add(-3*time.Second))
-	if err != nil || found == nil || found.ActionID != second.ActionID {
+	// Lookup lists the reboots started in the window: here the second only.
+	found, err := e.driver.Lookup(ctx, req, provider.Window{From: second.StartedAt, To: clk.Now().Add(time.Minute)})
+	if err != nil || len(found.Candidates) != 1 || found.Candidates[0].ActionID != second.ActionID || !found.Complete {
 		t.Errorf("Lookup: %+v, %v; want %q", found, err, second.ActionID)
 	}
-	// Nothing of that type since a minute later: none was accepted.
-	if found, err := e.driver.Lookup(ctx, req, clk.Now().Add(time.Minute)); err != nil || found != nil {
-		t.Errorf("Lookup after the history: %+v, %v; want nil", found, err)
+	// Nothing of that type in a window a minute later: none was accepted.
+	later := provider.Window{From: clk.Now().Add(time.Minute), To: clk.Now().Add(2 * time.Minute)}
+	if found, err := e.driver.Lookup(ctx, req, later); err != nil || len(found.Candidates) != 0 || !found.Complete {
+		t.Errorf("Lookup after the history: %+v, %v; want no candidate", found, err)
 	}
 }
 

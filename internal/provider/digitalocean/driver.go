@@ -25,10 +25,6 @@ const DefaultEndpoint = "https://api.digitalocean.com"
 // RequestsPerMinute stays under DigitalOcean's published 250 a minute.
 const RequestsPerMinute = 240
 
-// lookupSkew allows for the difference between our clock and DigitalOcean's
-// when matching a lost submission by its start time.
-const lookupSkew = 30 * time.Second
-
 var dropletID = regexp.MustCompile(`^[1-9][0-9]{0,18}$`)
 
 // Driver is the DigitalOcean driver.
@@ -340,35 +336,44 @@ func describe(d *godo.Droplet, action string) string {
 	return d.Status
 }
 
-// Lookup searches the droplet's action history (newest first) for an action
-// of the request's type started since the lost submission.
-func (d *Driver) Lookup(ctx context.Context, req provider.Request, since time.Time) (*provider.Submission, error) {
+// lookupPages bounds how much of a droplet's action history one lookup
+// reads (200 actions a page).
+const lookupPages = 10
+
+// Lookup reads the droplet's action history for actions of the request's
+// type started in the window. DigitalOcean documents no order for the list,
+// so every page is read (up to lookupPages).
+func (d *Driver) Lookup(ctx context.Context, req provider.Request, w provider.Window) (provider.Found, error) {
 	if err := d.Validate(req); err != nil {
-		return nil, err
+		return provider.Found{}, err
 	}
 	id, _ := strconv.Atoi(req.NodeID)
-	cutoff := since.Add(-lookupSkew)
-	opt := &godo.ListOptions{Page: 1, PerPage: 50}
-	for {
+	found := provider.Found{Complete: true}
+	opt := &godo.ListOptions{Page: 1, PerPage: 200}
+	for ; ; opt.Page++ {
+		if opt.Page > lookupPages {
+			found.Complete = false
+			found.Why = fmt.Sprintf("droplet %d has more than %d actions in its history; only %d were read", id, lookupPages*200, lookupPages*200)
+			return found, nil
+		}
 		actions, resp, err := d.client.Droplets.Actions(ctx, id, opt)
 		if err != nil {
-			return nil, classify(err, http.MethodGet)
+			return provider.Found{}, classify(err, http.MethodGet)
 		}
 		for i := range actions {
 			a := actions[i]
-			started := timeOf(a.StartedAt)
-			if started.Before(cutoff) {
-				return nil, nil // older than the submission: it never arrived
-			}
-			if a.Type == req.Action {
-				sub := submission(req, &a)
-				return &sub, nil
+			switch {
+			case a.Type != req.Action:
+			case a.StartedAt == nil:
+				found.Complete = false
+				found.Why = fmt.Sprintf("DigitalOcean lists %s action %d on droplet %d without a start time", a.Type, a.ID, id)
+			case w.Contains(a.StartedAt.Time):
+				found.Candidates = append(found.Candidates, submission(req, &a))
 			}
 		}
 		if resp == nil || resp.Links == nil || resp.Links.IsLastPage() || len(actions) == 0 {
-			return nil, nil
+			return found, nil
 		}
-		opt.Page++
 	}
 }
 

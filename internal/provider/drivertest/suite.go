@@ -284,6 +284,12 @@ func (h Harness) testRejected(t *testing.T) {
 	}
 }
 
+// windowFrom is the lookup window of an attempt recorded at since: its
+// request may leave from then, and land within a minute.
+func windowFrom(since time.Time) provider.Window {
+	return provider.Window{From: since.Add(-5 * time.Second), To: since.Add(time.Minute)}
+}
+
 func (h Harness) testUnknownNode(t *testing.T) {
 	e := h.newEnv(t, 0)
 	req := provider.Request{NodeID: h.NodeID(99), Action: h.LookupAction.Action, Parameters: h.LookupAction.Parameters}
@@ -297,7 +303,7 @@ func (h Harness) testInvalidNodeID(t *testing.T) {
 		req := provider.Request{NodeID: id, Action: h.LookupAction.Action, Parameters: h.LookupAction.Parameters}
 		_, err := e.driver.Submit(context.Background(), req)
 		expectTerminal(t, err, provider.InvalidNodeID)
-		_, err = e.driver.Lookup(context.Background(), req, time.Now())
+		_, err = e.driver.Lookup(context.Background(), req, windowFrom(time.Now()))
 		if err == nil {
 			t.Errorf("Lookup accepted node id %q", id)
 		}
@@ -378,35 +384,44 @@ func (h Harness) testLookup(t *testing.T) {
 	e.addVM(req.NodeID, h.LookupPrepare)
 	since := time.Now()
 
-	// Nothing submitted yet: the provider must not invent an action.
-	found, err := e.driver.Lookup(ctx, req, since)
-	if err == nil && found != nil {
-		t.Fatalf("Lookup before any submission found %+v", found)
+	// Nothing submitted yet: the provider must not invent an action, and
+	// says its records are complete enough to prove it.
+	found, err := e.driver.Lookup(ctx, req, windowFrom(since))
+	if err != nil || len(found.Candidates) != 0 || !found.Complete {
+		t.Fatalf("Lookup before any submission: %+v, %v; want no candidate and complete records", found, err)
 	}
 
 	sub, err := e.driver.Submit(ctx, req)
 	if err != nil {
 		t.Fatalf("Submit: %v", err)
 	}
-	found, err = e.driver.Lookup(ctx, req, since)
+	found, err = e.driver.Lookup(ctx, req, windowFrom(since))
 	if err != nil {
 		t.Fatalf("Lookup after submission: %v", err)
 	}
-	if found == nil {
-		t.Fatal("Lookup did not find the submitted action")
+	if len(found.Candidates) != 1 {
+		t.Fatalf("Lookup found %d candidates (%+v), want the submitted action", len(found.Candidates), found)
 	}
-	if !h.LookupByState && found.ActionID != sub.ActionID {
-		t.Errorf("Lookup found action %q, submitted %q", found.ActionID, sub.ActionID)
+	if !h.LookupByState && found.Candidates[0].ActionID != sub.ActionID {
+		t.Errorf("Lookup found action %q, submitted %q", found.Candidates[0].ActionID, sub.ActionID)
 	}
 	if n := e.cloud.AcceptedActions(req.NodeID); n != 1 {
 		t.Errorf("%d actions started, want 1 (Lookup must not submit)", n)
+	}
+	if !h.LookupByState {
+		// An action that started before the window is not a candidate:
+		// it cannot be a later attempt's.
+		later := provider.Window{From: time.Now().Add(time.Minute), To: time.Now().Add(2 * time.Minute)}
+		if found, err := e.driver.Lookup(ctx, req, later); err != nil || len(found.Candidates) != 0 {
+			t.Errorf("Lookup with a window after the action: %+v, %v; want no candidate", found, err)
+		}
 	}
 
 	if h.UnknowableAction != nil {
 		u := *h.UnknowableAction
 		u.NodeID = h.NodeID(2)
 		e.addVM(u.NodeID, nil)
-		_, err := e.driver.Lookup(ctx, u, time.Now())
+		_, err := e.driver.Lookup(ctx, u, windowFrom(time.Now()))
 		expectTerminal(t, err, provider.SubmissionUnknown)
 	}
 }
@@ -443,9 +458,9 @@ func (h Harness) testAmbiguous(t *testing.T) {
 			if n := e.cloud.AcceptedActions(req.NodeID); n != 1 {
 				t.Fatalf("fakecloud accepted %d actions, want 1", n)
 			}
-			found, err := e.driver.Lookup(context.Background(), req, since)
-			if err != nil || found == nil {
-				t.Fatalf("Lookup after a lost answer: %v, %v; want the accepted action", found, err)
+			found, err := e.driver.Lookup(context.Background(), req, windowFrom(since))
+			if err != nil || len(found.Candidates) != 1 {
+				t.Fatalf("Lookup after a lost answer: %+v, %v; want the accepted action", found, err)
 			}
 		})
 	}

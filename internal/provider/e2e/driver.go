@@ -350,30 +350,33 @@ func towards(req provider.Request, n node) bool {
 }
 
 // Lookup cannot search a history E2E does not keep. For idempotent actions
-// the node's state answers: in or moving to the target state, the action is
-// adopted (with no action id). Anything else cannot be known.
-func (d *Driver) Lookup(ctx context.Context, req provider.Request, since time.Time) (*provider.Submission, error) {
+// the node's state answers: in or moving to the state the action leads to,
+// it is the candidate (with no action id); showing no sign of it once the
+// request can no longer land, it was not accepted (and sending an
+// idempotent action again has no further effect). For other actions,
+// nothing can be known.
+func (d *Driver) Lookup(ctx context.Context, req provider.Request, w provider.Window) (provider.Found, error) {
 	if err := d.Validate(req); err != nil {
-		return nil, err
+		return provider.Found{}, err
 	}
 	if !capabilities.Actions[req.Action].Idempotent {
-		return nil, provider.ErrSubmissionUnknown(fmt.Sprintf(
+		return provider.Found{}, provider.ErrSubmissionUnknown(fmt.Sprintf(
 			"E2E Networks keeps no action history and the node does not show whether %s ran; check node %s in the E2E console before submitting again",
 			req.Action, req.NodeID))
 	}
 	n, err := d.getNode(ctx, req.NodeID)
 	if err != nil {
-		return nil, err
+		return provider.Found{}, err
 	}
-	if n.Status != statusFailed && towards(req, n) {
-		if since.IsZero() {
-			since = time.Now()
-		}
-		return &provider.Submission{Request: req, StartedAt: since}, nil
+	if n.Status == statusFailed {
+		return provider.Found{}, provider.ErrSubmissionUnknown(fmt.Sprintf(
+			"E2E Networks keeps no action history and node %s is %q, so whether %s was accepted cannot be known", req.NodeID, n.Status, req.Action))
 	}
-	return nil, provider.ErrSubmissionUnknown(fmt.Sprintf(
-		"E2E Networks keeps no action history and node %s is %s, not in or moving to the state %s leads to, so whether it was accepted cannot be known",
-		req.NodeID, describe(req.Action, n), req.Action))
+	found := provider.Found{Complete: true}
+	if towards(req, n) {
+		found.Candidates = []provider.Submission{{Request: req, StartedAt: w.From}}
+	}
+	return found, nil
 }
 
 // url builds a request URL under /api/v1/nodes/ with the auth query. The

@@ -373,7 +373,7 @@ func TestFailedNode(t *testing.T) {
 		t.Errorf("got %+v, want Failed/ProviderFailed", st)
 	}
 	// A failed node is not evidence that a lost power_on was accepted.
-	_, err = e.driver.Lookup(context.Background(), provider.Request{NodeID: "7", Action: "power_on"}, time.Now())
+	_, err = e.driver.Lookup(context.Background(), provider.Request{NodeID: "7", Action: "power_on"}, window(time.Now()))
 	if pe := asError(t, err); pe.Class != provider.SubmissionUnknown {
 		t.Errorf("Lookup on a failed node: %v", pe)
 	}
@@ -385,13 +385,14 @@ func TestLookup(t *testing.T) {
 	e.cloud.AddVM(fakecloud.VM{ID: "8"})
 	ctx := context.Background()
 	since := time.Now()
+	w := window(since)
 	for _, req := range []provider.Request{
 		{NodeID: "7", Action: "rename", Parameters: v1alpha1.ActionParameters{Name: "web-2"}},
 		{NodeID: "7", Action: "lock_vm"},
 		{NodeID: "7", Action: "power_on"},
 	} {
-		found, err := e.driver.Lookup(ctx, req, since)
-		if err != nil || found == nil || found.ActionID != "" || !found.StartedAt.Equal(since) {
+		found, err := e.driver.Lookup(ctx, req, w)
+		if err != nil || len(found.Candidates) != 1 || found.Candidates[0].ActionID != "" || !found.Candidates[0].StartedAt.Equal(w.From) {
 			t.Errorf("%s: got %+v, %v; want the node's state adopted", req.Action, found, err)
 		}
 	}
@@ -399,20 +400,21 @@ func TestLookup(t *testing.T) {
 	if _, err := e.driver.Submit(ctx, provider.Request{NodeID: "8", Action: "power_off"}); err != nil {
 		t.Fatal(err)
 	}
-	if found, err := e.driver.Lookup(ctx, provider.Request{NodeID: "8", Action: "power_off"}, since); err != nil || found == nil {
+	if found, err := e.driver.Lookup(ctx, provider.Request{NodeID: "8", Action: "power_off"}, w); err != nil || len(found.Candidates) != 1 {
 		t.Errorf("power_off while Stopping: %+v, %v", found, err)
 	}
 	// Node 8 is unlocked: that is unlock_vm's target state, adopted.
-	if found, err := e.driver.Lookup(ctx, provider.Request{NodeID: "8", Action: "unlock_vm"}, since); err != nil || found == nil {
+	if found, err := e.driver.Lookup(ctx, provider.Request{NodeID: "8", Action: "unlock_vm"}, w); err != nil || len(found.Candidates) != 1 {
 		t.Errorf("unlock_vm on an unlocked node: %+v, %v", found, err)
 	}
-	// Node 8 is not named "other": nothing shows a rename.
-	found, err := e.driver.Lookup(ctx, provider.Request{NodeID: "8", Action: "rename", Parameters: v1alpha1.ActionParameters{Name: "other"}}, since)
-	if pe := asError(t, err); found != nil || pe.Class != provider.SubmissionUnknown {
-		t.Errorf("rename not shown: %+v, %v", found, err)
+	// Node 8 is not named "other": the idempotent rename was not accepted,
+	// and sending it again is safe.
+	found, err := e.driver.Lookup(ctx, provider.Request{NodeID: "8", Action: "rename", Parameters: v1alpha1.ActionParameters{Name: "other"}}, w)
+	if err != nil || len(found.Candidates) != 0 || !found.Complete {
+		t.Errorf("rename not shown: %+v, %v; want not accepted", found, err)
 	}
 	for _, action := range []string{"reboot", "reinstall", "enable_node_compliance"} {
-		_, err := e.driver.Lookup(ctx, provider.Request{NodeID: "7", Action: action}, since)
+		_, err := e.driver.Lookup(ctx, provider.Request{NodeID: "7", Action: action}, w)
 		if pe := asError(t, err); pe.Class != provider.SubmissionUnknown || !strings.Contains(pe.Message, "no action history") {
 			t.Errorf("%s: %v", action, pe)
 		}
@@ -420,6 +422,11 @@ func TestLookup(t *testing.T) {
 	if n := e.cloud.AcceptedActions("7"); n != 0 {
 		t.Errorf("Lookup started %d actions", n)
 	}
+}
+
+// window is the lookup window of an attempt recorded at since.
+func window(since time.Time) provider.Window {
+	return provider.Window{From: since.Add(-5 * time.Second), To: since.Add(time.Minute)}
 }
 
 func TestVocabulary(t *testing.T) {
@@ -519,7 +526,7 @@ func TestSecretsNeverInErrors(t *testing.T) {
 	_, err := e.driver.Status(ctx, provider.Submission{Request: provider.Request{NodeID: "7", Action: "reboot"}})
 	errs = append(errs, err)
 	e.cloud.InjectFault(fakecloud.Fault{Mode: fakecloud.Reject, Status: 200, Body: "not json " + creds.E2EAPIKey, Times: 1})
-	_, err = e.driver.Lookup(ctx, provider.Request{NodeID: "7", Action: "power_on"}, time.Now())
+	_, err = e.driver.Lookup(ctx, provider.Request{NodeID: "7", Action: "power_on"}, window(time.Now()))
 	errs = append(errs, err)
 
 	// Wrong credentials, then no server at all (the URL is in the transport error).

@@ -253,28 +253,35 @@ func unverified(req provider.Request) provider.ActionStatus {
 
 // Lookup recovers a submission whose answer was lost. OpenScaler keeps no
 // action history, so only the VM's state can tell, and only for actions
-// that leave a state of their own.
-func (d *Driver) Lookup(ctx context.Context, req provider.Request, since time.Time) (*provider.Submission, error) {
+// that leave a state of their own. The API is synchronous: a start or
+// power_off it ran has changed the state before it answered, so once the
+// request can no longer land, a VM not in that state did not get it. A
+// graceful shutdown may still be waiting for the guest: a VM not yet
+// shutoff proves nothing.
+func (d *Driver) Lookup(ctx context.Context, req provider.Request, w provider.Window) (provider.Found, error) {
 	if err := d.Validate(req); err != nil {
-		return nil, err
+		return provider.Found{}, err
 	}
 	want, idempotent := targetState[req.Action]
 	if !idempotent {
-		return nil, provider.ErrSubmissionUnknown(fmt.Sprintf(
+		return provider.Found{}, provider.ErrSubmissionUnknown(fmt.Sprintf(
 			"OpenScaler keeps no action history and VM %s is running whether or not the lost %s ran: whether it was received cannot be known", req.NodeID, req.Action))
 	}
 	state, err := d.state(ctx, req.NodeID)
 	if err != nil {
-		return nil, err
+		return provider.Found{}, err
 	}
-	if state != want {
-		return nil, provider.ErrSubmissionUnknown(fmt.Sprintf(
-			"OpenScaler keeps no action history and VM %s is %s, not %s: the lost %s may not have been received, or may still be running", req.NodeID, state, want, req.Action))
+	if state == want {
+		return provider.Found{Complete: true, Candidates: []provider.Submission{{Request: req, StartedAt: w.From, Done: &provider.ActionStatus{
+			State: provider.StateSucceeded, Class: provider.Completed, CompletedAt: time.Now(),
+			Message: fmt.Sprintf("VM %s is %s, as the %s leaves it; OpenScaler keeps no action history, so the operator adopts the state", req.NodeID, state, req.Action),
+		}}}}, nil
 	}
-	return &provider.Submission{Request: req, StartedAt: since, Done: &provider.ActionStatus{
-		State: provider.StateSucceeded, Class: provider.Completed, CompletedAt: time.Now(),
-		Message: fmt.Sprintf("VM %s is %s, as the %s leaves it; OpenScaler keeps no action history, so the operator adopts the state", req.NodeID, state, req.Action),
-	}}, nil
+	if req.Action == "shutdown" {
+		return provider.Found{Why: fmt.Sprintf(
+			"OpenScaler keeps no action history and VM %s is %s, not %s: a graceful shutdown may still be waiting for the guest, or may never have been received", req.NodeID, state, want)}, nil
+	}
+	return provider.Found{Complete: true}, nil
 }
 
 // state reads the VM's libvirt state.

@@ -284,8 +284,8 @@ func TestTimeoutOnOtherActionsIsAmbiguous(t *testing.T) {
 	if !provider.IsKind(err, provider.Ambiguous) {
 		t.Fatalf("got %v, want Ambiguous", err)
 	}
-	found, err := e.driver.Lookup(context.Background(), provider.Request{NodeID: vm, Action: "start"}, time.Now())
-	if err != nil || found == nil || found.Done == nil || found.Done.State != provider.StateSucceeded {
+	found, err := e.driver.Lookup(context.Background(), provider.Request{NodeID: vm, Action: "start"}, window(time.Now()))
+	if err != nil || len(found.Candidates) != 1 || found.Candidates[0].Done == nil || found.Candidates[0].Done.State != provider.StateSucceeded {
 		t.Fatalf("Lookup: %+v, %v; want the start adopted from the running state", found, err)
 	}
 	if n := e.posts(); n != 1 {
@@ -299,15 +299,31 @@ func TestLookupWhileShuttingDownIsUnknown(t *testing.T) {
 	if _, err := e.driver.Submit(context.Background(), req); err != nil {
 		t.Fatal(err)
 	}
-	_, err := e.driver.Lookup(context.Background(), req, time.Now())
-	if pe := provider.AsError(err); pe == nil || pe.Class != provider.SubmissionUnknown {
-		t.Fatalf("got %v, want SubmissionUnknown while the VM is not shutoff", err)
+	found, err := e.driver.Lookup(context.Background(), req, window(time.Now()))
+	if err != nil || len(found.Candidates) != 0 || found.Complete {
+		t.Fatalf("got %+v, %v; want records that cannot tell while the VM is not shutoff", found, err)
 	}
 	e.clock.add(2 * fakecloud.OpenScalerShutdownTimeout)
-	found, err := e.driver.Lookup(context.Background(), req, time.Now())
-	if err != nil || found == nil || found.ActionID != "" {
+	found, err = e.driver.Lookup(context.Background(), req, window(time.Now()))
+	if err != nil || len(found.Candidates) != 1 || found.Candidates[0].ActionID != "" {
 		t.Fatalf("Lookup after shutoff: %+v, %v", found, err)
 	}
+}
+
+// A start or power_off OpenScaler ran has changed the state before it
+// answered: a VM that shows no sign of one, once the request can no longer
+// land, did not get it.
+func TestLookupOfASyncActionWithoutEffectIsNotAccepted(t *testing.T) {
+	e := newEnv(t, nil)
+	found, err := e.driver.Lookup(context.Background(), provider.Request{NodeID: vm, Action: "power_off"}, window(time.Now()))
+	if err != nil || len(found.Candidates) != 0 || !found.Complete {
+		t.Fatalf("got %+v, %v; want not accepted", found, err)
+	}
+}
+
+// window is the lookup window of an attempt recorded at since.
+func window(since time.Time) provider.Window {
+	return provider.Window{From: since.Add(-5 * time.Second), To: since.Add(time.Minute)}
 }
 
 func TestPowerOffOvertakesSlowShutdown(t *testing.T) {

@@ -44,10 +44,9 @@ const (
 	// recover's check parameter needs checkMicroversion.
 	baseMicroversion  = "1.0"
 	checkMicroversion = "1.6"
-	// lookupSkew allows for the difference between our clock and Senlin's
-	// when matching a lost submission by its creation time.
-	lookupSkew = 30 * time.Second
-	lookupPage = 50
+	// lookupPage and lookupPages bound how much action history one lookup reads.
+	lookupPage  = 50
+	lookupPages = 20
 )
 
 var (
@@ -513,12 +512,13 @@ func statusOf(sub provider.Submission, a action) provider.ActionStatus {
 	return provider.ActionStatus{State: provider.StateInProgress, Message: msg}
 }
 
-// Lookup searches the node's actions, newest first, for one like the request
-// created since the lost submission. Senlin stores an action before it
-// answers 202, so its list shows every accepted submission.
-func (d *Driver) Lookup(ctx context.Context, req provider.Request, since time.Time) (*provider.Submission, error) {
+// Lookup lists the node's actions like the request created in the window.
+// Senlin stores an action before it answers 202, so its list shows every
+// accepted submission. The list is filtered by node and action and read
+// whole (up to lookupPages pages), whatever its order.
+func (d *Driver) Lookup(ctx context.Context, req provider.Request, w provider.Window) (provider.Found, error) {
 	if err := d.Validate(req); err != nil {
-		return nil, err
+		return provider.Found{}, err
 	}
 	// The list filters on the node's UUID; the NodeAction may name the
 	// node by name or short id, so ask Senlin which node it is.
@@ -528,41 +528,48 @@ func (d *Driver) Lookup(ctx context.Context, req provider.Request, since time.Ti
 		} `json:"node"`
 	}
 	if _, err := d.do(ctx, http.MethodGet, baseMicroversion, []string{"v1", "nodes", url.PathEscape(req.NodeID)}, nil, nil, &node, http.StatusOK); err != nil {
-		return nil, err
+		return provider.Found{}, err
 	}
 	if node.Node.ID == "" {
-		return nil, provider.ErrSubmissionUnknown(fmt.Sprintf("Senlin did not say which node %q is", req.NodeID))
+		return provider.Found{}, provider.ErrSubmissionUnknown(fmt.Sprintf("Senlin did not say which node %q is", req.NodeID))
 	}
-	cutoff := since.Add(-lookupSkew)
 	q := url.Values{
 		"target": {node.Node.ID}, "action": {senlinAction(req.Action)},
 		"sort": {"created_at:desc"}, "limit": {strconv.Itoa(lookupPage)},
 	}
-	for {
+	found := provider.Found{Complete: true}
+	for page := 1; ; page++ {
+		if page > lookupPages {
+			found.Complete = false
+			found.Why = fmt.Sprintf("node %s has more than %d %s actions; only %d were read", req.NodeID, lookupPages*lookupPage, senlinAction(req.Action), lookupPages*lookupPage)
+			return found, nil
+		}
 		var out struct {
 			Actions []action `json:"actions"`
 		}
 		if _, err := d.do(ctx, http.MethodGet, baseMicroversion, []string{"v1", "actions"}, q, nil, &out, http.StatusOK); err != nil {
-			return nil, err
+			return provider.Found{}, err
 		}
 		for _, a := range out.Actions {
+			if !matches(req, a) {
+				continue
+			}
 			created, ok := a.created()
 			if !ok {
-				return nil, provider.ErrSubmissionUnknown(fmt.Sprintf("Senlin action %s has no readable created_at", a.ID))
+				found.Complete = false
+				found.Why = fmt.Sprintf("Senlin action %s has no readable created_at", a.ID)
+				continue
 			}
-			if created.Before(cutoff) {
-				return nil, nil // older than the submission: it never arrived
-			}
-			if matches(req, a) {
+			if w.Contains(created) {
 				started := epoch(a.StartTime)
 				if started.IsZero() {
 					started = created
 				}
-				return &provider.Submission{Request: req, ActionID: a.ID, StartedAt: started}, nil
+				found.Candidates = append(found.Candidates, provider.Submission{Request: req, ActionID: a.ID, StartedAt: started})
 			}
 		}
 		if len(out.Actions) < lookupPage {
-			return nil, nil
+			return found, nil
 		}
 		q.Set("marker", out.Actions[len(out.Actions)-1].ID)
 	}

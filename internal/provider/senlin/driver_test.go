@@ -559,13 +559,14 @@ func TestNodeByNameAndShortID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	found, err := d.Lookup(ctx, byName, since)
-	if err != nil || found == nil || found.ActionID != sub.ActionID {
+	w := provider.Window{From: since.Add(-5 * time.Second), To: since.Add(time.Minute)}
+	found, err := d.Lookup(ctx, byName, w)
+	if err != nil || len(found.Candidates) != 1 || found.Candidates[0].ActionID != sub.ActionID {
 		t.Fatalf("Lookup by name: %+v, %v; want action %s", found, err, sub.ActionID)
 	}
 	// By short id, a different reboot type is not the same request.
 	byShortID := provider.Request{NodeID: nodeID(1)[:8], Action: "recover", Parameters: recoverParams("REBOOT", "SOFT")}
-	if found, err := d.Lookup(ctx, byShortID, since); err != nil || found != nil {
+	if found, err := d.Lookup(ctx, byShortID, w); err != nil || len(found.Candidates) != 0 || !found.Complete {
 		t.Errorf("Lookup of another reboot type: %+v, %v; want nothing", found, err)
 	}
 
@@ -594,12 +595,13 @@ func TestLookupPages(t *testing.T) {
 		}
 	}
 	clk.Add(time.Second)
-	found, err := d.Lookup(ctx, provider.Request{NodeID: nodeID(1), Action: "recover", Parameters: recoverParams("rebuild", "")}, since)
-	if err != nil || found == nil || found.ActionID != want.ActionID {
+	w := provider.Window{From: since, To: clk.Now()}
+	found, err := d.Lookup(ctx, provider.Request{NodeID: nodeID(1), Action: "recover", Parameters: recoverParams("rebuild", "")}, w)
+	if err != nil || len(found.Candidates) != 1 || found.Candidates[0].ActionID != want.ActionID {
 		t.Fatalf("Lookup: %+v, %v; want %s", found, err, want.ActionID)
 	}
-	// Nothing that old matches a check.
-	if found, err := d.Lookup(ctx, provider.Request{NodeID: nodeID(1), Action: "check"}, since); err != nil || found != nil {
+	// No check was ever submitted.
+	if found, err := d.Lookup(ctx, provider.Request{NodeID: nodeID(1), Action: "check"}, w); err != nil || len(found.Candidates) != 0 {
 		t.Errorf("Lookup of a check: %+v, %v", found, err)
 	}
 }
