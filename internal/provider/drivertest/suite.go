@@ -71,6 +71,10 @@ type Harness struct {
 	// UnknowableAction, when set, is an action whose lost answer the
 	// provider cannot show: Lookup must say SubmissionUnknown.
 	UnknowableAction *provider.Request
+
+	// world is how fakecloud behaves where the seeds leave a choice open
+	// (set by Run).
+	world fakecloud.TestWorld
 }
 
 // env is one fakecloud with one driver.
@@ -88,7 +92,7 @@ func (h Harness) newEnv(t *testing.T, duration time.Duration) *env {
 
 func (h Harness) newEnvWithTimeout(t *testing.T, duration, timeout time.Duration) *env {
 	t.Helper()
-	cloud := fakecloud.New(fakecloud.Options{ActionDuration: duration})
+	cloud := h.newCloud(t, fakecloud.Options{ActionDuration: duration})
 	server := httptest.NewServer(cloud.Handler())
 	t.Cleanup(server.Close)
 	cfg := h.Configure(server.URL, fakecloud.DefaultCredentials())
@@ -116,8 +120,38 @@ func (e *env) addVM(id string, prepare func(vm *fakecloud.VM)) {
 	}
 }
 
-// Run runs the conformance suite.
+// newCloud builds a cloud in the harness's world; when the test fails, it
+// says which world it was, how to repeat it and what the cloud did.
+func (h Harness) newCloud(t *testing.T, opts fakecloud.Options) *fakecloud.Cloud {
+	t.Helper()
+	cloud := fakecloud.New(h.world.Apply(opts))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("%s; what the cloud did:\n%s", h.world, cloud.Story(""))
+		}
+	})
+	return cloud
+}
+
+// Run runs the conformance suite in each world fakecloud.TestWorlds names:
+// the default world under the suite's own test names, any other under
+// "world=<name>".
 func Run(t *testing.T, h Harness) {
+	worlds, err := fakecloud.TestWorlds()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range worlds {
+		h.world = w
+		if w.Default {
+			h.run(t)
+			continue
+		}
+		t.Run("world="+w.Name, h.run)
+	}
+}
+
+func (h Harness) run(t *testing.T) {
 	t.Run("capabilities cover every action", func(t *testing.T) { h.testCapabilities(t) })
 	t.Run("every action succeeds", func(t *testing.T) { h.testActions(t) })
 	t.Run("portable names", func(t *testing.T) { h.testPortable(t) })
@@ -308,7 +342,7 @@ func (h Harness) testInvalidNodeID(t *testing.T) {
 }
 
 func (h Harness) testBadCredentials(t *testing.T) {
-	cloud := fakecloud.New(fakecloud.Options{})
+	cloud := h.newCloud(t, fakecloud.Options{})
 	server := httptest.NewServer(cloud.Handler())
 	defer server.Close()
 	cfg := h.Configure(server.URL, fakecloud.DefaultCredentials())
