@@ -14,7 +14,7 @@ func (c *Cloud) planLocked(a *Action, d *draw) {
 	if d.adversarial() {
 		maxDelay := d.adv.MaxStateDelay
 		if a.Skin == "e2e" {
-			maxDelay = max(maxDelay, 2*c.e2eDelay)
+			maxDelay = max(maxDelay, c.e2eDelay)
 		}
 		stateDelay = d.upTo(maxDelay)
 		if d.oneIn(listDelayOdds) {

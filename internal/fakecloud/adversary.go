@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"time"
@@ -18,10 +19,11 @@ import (
 //
 // Choices are not drawn from one shared random source, which concurrent
 // requests would perturb. Each request draws from its own source, seeded
-// with a hash of Seed, the skin, the method, the escaped path and how many
-// requests with that skin, method and path came before it. A path names
-// one VM (or one list), so the same seed and the same requests on a VM get
-// the same choices whatever other VMs or tests do meanwhile. List order is
+// with a hash of Seed, the skin, the method, the escaped path, a digest of
+// an action call's body and how many requests with that skin, method and path came
+// before it. A path names one VM (or one list), so the same seed and the
+// same requests on a VM get the same choices whatever other VMs or tests
+// do meanwhile. List order is
 // chosen once per list (seed and path), so that paging through a list
 // stays consistent.
 type Adversary struct {
@@ -30,7 +32,7 @@ type Adversary struct {
 	// (default 250ms).
 	MaxLatency time.Duration
 	// MaxStateDelay bounds how long a new action's VM keeps looking idle
-	// (default 2s; for E2E, twice the workflow delay).
+	// (default 2s; for E2E, at least the workflow delay).
 	MaxStateDelay time.Duration
 	// MaxListDelay bounds how long a new action stays out of lists
 	// (default 2s).
@@ -68,6 +70,14 @@ func (a Adversary) withDefaults() Adversary {
 	return a
 }
 
+// Settle is the longest a new action may stay out of lists and out of its
+// VM's state in this world, plus a margin: a client that looks for a lost
+// submission sooner may not see it yet.
+func (a Adversary) Settle(e2eDelay time.Duration) time.Duration {
+	a = a.withDefaults()
+	return max(a.MaxListDelay, a.MaxStateDelay, e2eDelay) + 500*time.Millisecond
+}
+
 // source returns a random source that depends only on the seed and key.
 func (a *Adversary) source(key string) *rand.Rand {
 	sum := sha256.Sum256(fmt.Appendf(nil, "%d\x00%s", a.Seed, key))
@@ -86,13 +96,17 @@ type draw struct {
 }
 
 // newDrawLocked starts the draw for a request and counts it on its path.
-func (c *Cloud) newDrawLocked(skin string, r *http.Request) *draw {
+// Only an action call's body counts (other bodies may carry credentials).
+func (c *Cloud) newDrawLocked(skin string, r *http.Request, action bool) *draw {
 	if c.adversary == nil {
 		return &draw{}
 	}
 	path := skin + " " + r.Method + " " + r.URL.EscapedPath()
 	c.drawCounts[path]++
 	key := fmt.Sprintf("%s #%d", path, c.drawCounts[path])
+	if body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20)); action && len(body) > 0 {
+		key += fmt.Sprintf(" body %x", sha256.Sum256(body))[:len(" body ")+12]
+	}
 	return &draw{key: fmt.Sprintf("seed %d: %s", c.adversary.Seed, key), rng: c.adversary.source(key), adv: c.adversary}
 }
 

@@ -1,6 +1,7 @@
 package fakecloud
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"mime"
@@ -122,7 +123,7 @@ func (c *Cloud) serve(w http.ResponseWriter, r *http.Request, k call, handle fun
 		Query: r.URL.RawQuery, ActionCall: k.action, VMID: k.vmID}
 	c.mu.Lock()
 	f := c.matchFaultLocked(k.skin, r, k.action)
-	d := c.newDrawLocked(k.skin, r)
+	d := c.newDrawLocked(k.skin, r, k.action)
 	c.mu.Unlock()
 	entry.Draw = d.key
 	// The entry is logged before the client can see any answer, so a test
@@ -331,9 +332,10 @@ func itoa(n int) string {
 }
 
 // readBody reads a request body (bounded); a body that cannot be read is
-// treated as empty.
+// treated as empty. The body stays readable for the adversary's draw.
 func readBody(r *http.Request) []byte {
 	b, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	r.Body = io.NopCloser(bytes.NewReader(b))
 	return b
 }
 

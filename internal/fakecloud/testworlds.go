@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"time"
 )
 
 // Test worlds: the ways test harnesses (the conformance suite, the fault
@@ -53,6 +54,20 @@ func (w TestWorld) Apply(opts Options) Options {
 // String names the world and how to run it again.
 func (w TestWorld) String() string {
 	return fmt.Sprintf("fakecloud world %s (run it again with %s)", w.Name, w.Repeat)
+}
+
+// Settle is how long after a call this world may still hide the call's
+// effect from lists and from the VM's state: a harness that looks for a
+// lost submission waits this long first, as the operator waits its settle
+// time.
+func (w TestWorld) Settle() time.Duration {
+	switch {
+	case w.Adversary != nil:
+		return w.Adversary.Settle(DefaultE2EWorkflowDelay)
+	case w.Compat.E2EWorkflowAtOnce:
+		return 0
+	}
+	return DefaultE2EWorkflowDelay + 500*time.Millisecond
 }
 
 // DefaultTestWorld is the world harnesses run with no environment set.

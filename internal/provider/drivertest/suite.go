@@ -222,8 +222,11 @@ func (h Harness) testActions(t *testing.T) {
 			if !contains(want, st.Reason) {
 				t.Errorf("reason %q, want one of %v (message %q)", st.Reason, want, st.Message)
 			}
-			if n := e.cloud.ActionCalls(id); n != 1 {
-				t.Errorf("%d action calls logged, want exactly 1", n)
+			if n := e.cloud.ForwardedActionCalls(id); n != 1 {
+				t.Errorf("%d action calls reached the provider, want exactly 1", n)
+			}
+			if n := e.cloud.AcceptedActions(id); n != 1 {
+				t.Errorf("%d actions accepted, want exactly 1", n)
 			}
 			if ac.Check != nil {
 				vm, _ := e.cloud.VM(id)
@@ -236,8 +239,7 @@ func (h Harness) testActions(t *testing.T) {
 // runToEnd submits and polls until the action ends.
 func (h Harness) runToEnd(t *testing.T, e *env, req provider.Request) provider.ActionStatus {
 	t.Helper()
-	ctx := context.Background()
-	sub, err := e.driver.Submit(ctx, req)
+	sub, err := h.submit(t, e.driver, req)
 	if err != nil {
 		t.Fatalf("Submit: %v", err)
 	}
@@ -246,7 +248,7 @@ func (h Harness) runToEnd(t *testing.T, e *env, req provider.Request) provider.A
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		st, err := e.driver.Status(ctx, sub)
+		st, err := status(e.driver, sub)
 		if err != nil {
 			t.Fatalf("Status: %v", err)
 		}
@@ -280,7 +282,7 @@ func (h Harness) testPortable(t *testing.T) {
 
 func (h Harness) testProbe(t *testing.T) {
 	e := h.newEnv(t, 0)
-	if err := e.driver.Probe(context.Background()); err != nil {
+	if err := probe(e.driver); err != nil {
 		t.Fatalf("Probe with good credentials: %v", err)
 	}
 	if e.cloud.CountRequests(nil) == 0 {
@@ -308,20 +310,20 @@ func (h Harness) testRejected(t *testing.T) {
 	if err := e.driver.Validate(req); err != nil {
 		t.Fatalf("the Rejected case must pass the driver's checks: %v", err)
 	}
-	_, err := e.driver.Submit(context.Background(), req)
+	_, err := h.submit(t, e.driver, req)
 	pe := expectKind(t, err, provider.Terminal)
 	if pe != nil && !strings.Contains(pe.Message, h.RejectedMessage) {
 		t.Errorf("message %q does not carry the provider's words %q", pe.Message, h.RejectedMessage)
 	}
-	if n := e.cloud.ActionCalls(req.NodeID); n != 1 {
-		t.Errorf("%d action calls, want 1", n)
+	if n := e.cloud.ForwardedActionCalls(req.NodeID); n != 1 {
+		t.Errorf("%d action calls reached the provider, want 1", n)
 	}
 }
 
 func (h Harness) testUnknownNode(t *testing.T) {
 	e := h.newEnv(t, 0)
 	req := provider.Request{NodeID: h.NodeID(99), Action: h.LookupAction.Action, Parameters: h.LookupAction.Parameters}
-	_, err := e.driver.Submit(context.Background(), req)
+	_, err := h.submit(t, e.driver, req)
 	expectTerminal(t, err, v1alpha1.ReasonNodeNotFound)
 }
 
@@ -358,8 +360,8 @@ func (h Harness) testBadCredentials(t *testing.T) {
 	}
 	id := h.NodeID(1)
 	cloud.AddVM(fakecloud.VM{ID: id})
-	expectTerminal(t, d.Probe(context.Background()), v1alpha1.ReasonAuthFailed)
-	_, err = d.Submit(context.Background(), provider.Request{NodeID: id, Action: h.LookupAction.Action, Parameters: h.LookupAction.Parameters})
+	expectTerminal(t, probe(d), v1alpha1.ReasonAuthFailed)
+	_, err = h.submit(t, d, provider.Request{NodeID: id, Action: h.LookupAction.Action, Parameters: h.LookupAction.Parameters})
 	expectTerminal(t, err, v1alpha1.ReasonAuthFailed)
 	if n := cloud.AcceptedActions(id); n != 0 {
 		t.Errorf("bad credentials started %d actions", n)
@@ -372,8 +374,7 @@ func (h Harness) testProviderFailure(t *testing.T) {
 	req.NodeID = h.NodeID(1)
 	const reason = "hypervisor refused the operation"
 	e.addVM(req.NodeID, func(vm *fakecloud.VM) { vm.FailNext = reason })
-	ctx := context.Background()
-	sub, err := e.driver.Submit(ctx, req)
+	sub, err := h.submit(t, e.driver, req)
 	var st provider.ActionStatus
 	switch {
 	case err != nil:
@@ -391,7 +392,7 @@ func (h Harness) testProviderFailure(t *testing.T) {
 				t.Fatal("failed action did not end")
 			}
 			time.Sleep(10 * time.Millisecond)
-			if st, err = e.driver.Status(ctx, sub); err != nil {
+			if st, err = status(e.driver, sub); err != nil {
 				t.Fatalf("Status: %v", err)
 			}
 		}
@@ -406,23 +407,24 @@ func (h Harness) testProviderFailure(t *testing.T) {
 
 func (h Harness) testLookup(t *testing.T) {
 	e := h.newEnv(t, time.Second)
-	ctx := context.Background()
 	req := h.LookupAction
 	req.NodeID = h.NodeID(1)
 	e.addVM(req.NodeID, h.LookupPrepare)
 	since := time.Now()
 
 	// Nothing submitted yet: the provider must not invent an action.
-	found, err := e.driver.Lookup(ctx, req, since)
+	found, err := h.lookup(t, e.driver, req, since)
 	if err == nil && found != nil {
 		t.Fatalf("Lookup before any submission found %+v", found)
 	}
 
-	sub, err := e.driver.Submit(ctx, req)
+	sub, err := h.submit(t, e.driver, req)
 	if err != nil {
 		t.Fatalf("Submit: %v", err)
 	}
-	found, err = e.driver.Lookup(ctx, req, since)
+	// The operator looks only once a submission has settled.
+	time.Sleep(h.world.Settle())
+	found, err = h.lookup(t, e.driver, req, since)
 	if err != nil {
 		t.Fatalf("Lookup after submission: %v", err)
 	}
@@ -440,7 +442,7 @@ func (h Harness) testLookup(t *testing.T) {
 		u := *h.UnknowableAction
 		u.NodeID = h.NodeID(2)
 		e.addVM(u.NodeID, nil)
-		_, err := e.driver.Lookup(ctx, u, time.Now())
+		_, err := h.lookup(t, e.driver, u, time.Now())
 		expectTerminal(t, err, v1alpha1.ReasonSubmissionUnknown)
 	}
 }
@@ -477,7 +479,8 @@ func (h Harness) testAmbiguous(t *testing.T) {
 			if n := e.cloud.AcceptedActions(req.NodeID); n != 1 {
 				t.Fatalf("fakecloud accepted %d actions, want 1", n)
 			}
-			found, err := e.driver.Lookup(context.Background(), req, since)
+			time.Sleep(h.world.Settle())
+			found, err := h.lookup(t, e.driver, req, since)
 			if err != nil || found == nil {
 				t.Fatalf("Lookup after a lost answer: %v, %v; want the accepted action", found, err)
 			}
