@@ -32,6 +32,9 @@ type Request struct {
 	// never saw the request, "after-forwarding" when the API handled it
 	// and the proxy lost the answer.
 	Proxy string `json:"proxy,omitempty"`
+	// AnswerHeld is true when the adversary held the answer back after the
+	// API handled the request.
+	AnswerHeld bool `json:"answerHeld,omitempty"`
 	// Draw names what the adversary's choices for this request derive
 	// from: the seed, the skin, method and path, and the path's count.
 	Draw string `json:"draw,omitempty"`
@@ -77,6 +80,15 @@ func (c *Cloud) ActionCalls(vmID string) int {
 func (c *Cloud) ForwardedActionCalls(vmID string) int {
 	return c.CountRequests(func(r Request) bool {
 		return r.ActionCall && r.VMID == vmID && r.Proxy != string(proxyBeforeForwarding)
+	})
+}
+
+// LostAnswers counts action calls on a VM whose answer the adversary
+// replaced with a proxy error or held back: after one, a provider without
+// action history may honestly be unable to tell what happened.
+func (c *Cloud) LostAnswers(vmID string) int {
+	return c.CountRequests(func(r Request) bool {
+		return r.ActionCall && r.VMID == vmID && (r.Proxy != "" || r.AnswerHeld)
 	})
 }
 
@@ -204,6 +216,7 @@ func (c *Cloud) serve(w http.ResponseWriter, r *http.Request, k call, handle fun
 		record(plan.proxyStatus)
 		writeReply(w, proxyReply(plan.proxyStatus))
 	case plan.answerDelay > 0:
+		entry.AnswerHeld = true
 		record(rep.status)
 		select {
 		case <-time.After(plan.answerDelay):
