@@ -157,7 +157,7 @@ func (d *draw) planRequest(action bool) requestPlan {
 		return p
 	}
 	if p.latency = d.upTo(d.adv.MaxLatency); p.latency > 0 {
-		d.note("latency %s", p.latency.Round(time.Millisecond))
+		d.note("latency %s", p.latency.Round(time.Microsecond))
 	}
 	odds := proxyOddsRead
 	if action {
@@ -173,7 +173,8 @@ func (d *draw) planRequest(action bool) requestPlan {
 		return p
 	}
 	if action && d.oneIn(answerDelayOdds) {
-		p.answerDelay = 500*time.Millisecond + d.upTo(d.adv.MaxAnswerDelay-500*time.Millisecond)
+		// From a sixth of the bound: 500ms to 3s by default.
+		p.answerDelay = d.adv.MaxAnswerDelay/6 + d.upTo(d.adv.MaxAnswerDelay*5/6)
 		d.note("answer held back %s after the action was handled", p.answerDelay.Round(time.Millisecond))
 	}
 	return p
