@@ -116,6 +116,12 @@ func TestCloudsForWire(t *testing.T) {
 	if first, _ := list[0].(map[string]any); first["id"] != id {
 		t.Errorf("list is not oldest first: %v", list)
 	}
+	// The answer that accepts an action may already say it errored.
+	cloud.AddVM(fakecloud.VM{ID: "refuses", FailNextAtOnce: "quota exceeded"})
+	code, out = do(http.MethodPost, "/api/v1/vms/refuses/actions", `{"type":"reboot"}`)
+	if a, _ := out["action"].(map[string]any); code != http.StatusCreated || a["status"] != "errored" || a["completed_at"] == nil {
+		t.Errorf("errored at once: %d %v", code, out)
+	}
 	code, out = do(http.MethodGet, "/api/v1/vms/"+id+"/actions", "")
 	if list, _ := out["actions"].([]any); code != http.StatusOK || len(list) != 1 {
 		t.Errorf("VM list: %d %v", code, out)

@@ -229,6 +229,26 @@ func TestE2EActionRules(t *testing.T) {
 	}
 }
 
+func TestE2ENodeList(t *testing.T) {
+	e := newE2EEnv(t)
+	for _, id := range []string{"9", "10", "11"} {
+		e.cloud.AddVM(VM{ID: id})
+	}
+	q := url.Values{"page_no": {"2"}, "per_page": {"2"}}
+	for k, v := range e2eGood {
+		q[k] = v
+	}
+	code, out := e.do(http.MethodGet, "/api/v1/nodes/", q, "", "")
+	data, _ := out["data"].([]any)
+	if code != 200 || len(data) != 1 || out["total_count"] != float64(3) || out["total_page_number"] != float64(2) {
+		t.Fatalf("page 2 of 2: %d %v", code, out)
+	}
+	// By id, as numbers: 9, 10, then 11.
+	if n, _ := data[0].(map[string]any); n["id"] != float64(11) {
+		t.Errorf("page 2 holds %v, want node 11", n)
+	}
+}
+
 func TestE2EQuota(t *testing.T) {
 	e := newE2EEnv(t)
 	e.cloud.SetRateBudget(RateBudget{Limit: 1, Window: time.Hour})
