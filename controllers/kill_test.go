@@ -144,7 +144,7 @@ func runKillTest(t *testing.T, wc worldCloud) {
 		if err := k8s.Get(context.Background(), keyOf(nodeAction(ns, names[i], "", "", "")), na); err != nil {
 			t.Fatal(err)
 		}
-		calls, accepted := cloud.ForwardedActionCalls(c.id), cloud.AcceptedActions(c.id)
+		calls, accepted := cloud.HandledActionCalls(c.id), cloud.AcceptedActions(c.id)
 		reason := readyReason(na)
 		lines = append(lines, fmt.Sprintf("%-12s %-11s %-9s %-18s calls=%d accepted=%d attempts=%d", c.typ, c.action, na.Status.Phase, reason, calls, accepted, na.Status.Attempts))
 		switch {

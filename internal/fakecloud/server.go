@@ -26,6 +26,11 @@ type Request struct {
 	ActionCall bool `json:"actionCall,omitempty"`
 	// Accepted is true when such a call started an action.
 	Accepted bool `json:"accepted,omitempty"`
+	// Handled is true when the API handled the request (accepted or
+	// refused it). A proxy error before forwarding, an injected fault that
+	// drops or rejects the request first, and a client that left while the
+	// request waited leave it false.
+	Handled bool `json:"handled,omitempty"`
 	// VMID the call was about, when it named one.
 	VMID string `json:"vmID,omitempty"`
 	// Proxy is "before-forwarding" when a proxy error answered and the API
@@ -75,12 +80,11 @@ func (c *Cloud) ActionCalls(vmID string) int {
 	return c.CountRequests(func(r Request) bool { return r.ActionCall && r.VMID == vmID })
 }
 
-// ForwardedActionCalls counts action calls on a VM that reached the API: a
-// proxy error before forwarding is not one.
-func (c *Cloud) ForwardedActionCalls(vmID string) int {
-	return c.CountRequests(func(r Request) bool {
-		return r.ActionCall && r.VMID == vmID && r.Proxy != string(proxyBeforeForwarding)
-	})
+// HandledActionCalls counts action calls on a VM that the API handled
+// (accepted or refused): not those a proxy error, an injected fault or a
+// client gone while they waited kept from it.
+func (c *Cloud) HandledActionCalls(vmID string) int {
+	return c.CountRequests(func(r Request) bool { return r.ActionCall && r.VMID == vmID && r.Handled })
 }
 
 // LostAnswers counts action calls on a VM whose answer the adversary
@@ -187,7 +191,7 @@ func (c *Cloud) serve(w http.ResponseWriter, r *http.Request, k call, handle fun
 	}
 
 	rep := handle(d)
-	entry.Accepted = rep.accepted
+	entry.Accepted, entry.Handled = rep.accepted, true
 	if f != nil {
 		switch f.Mode {
 		case AcceptThenFail:

@@ -222,8 +222,8 @@ func (h Harness) testActions(t *testing.T) {
 			if !contains(want, st.Reason) {
 				t.Errorf("reason %q, want one of %v (message %q)", st.Reason, want, st.Message)
 			}
-			if n := e.cloud.ForwardedActionCalls(id); n != 1 {
-				t.Errorf("%d action calls reached the provider, want exactly 1", n)
+			if n := e.cloud.HandledActionCalls(id); n != 1 {
+				t.Errorf("%d action calls handled by the provider, want exactly 1", n)
 			}
 			if n := e.cloud.AcceptedActions(id); n != 1 {
 				t.Errorf("%d actions accepted, want exactly 1", n)
@@ -315,8 +315,8 @@ func (h Harness) testRejected(t *testing.T) {
 	if pe != nil && !strings.Contains(pe.Message, h.RejectedMessage) {
 		t.Errorf("message %q does not carry the provider's words %q", pe.Message, h.RejectedMessage)
 	}
-	if n := e.cloud.ForwardedActionCalls(req.NodeID); n != 1 {
-		t.Errorf("%d action calls reached the provider, want 1", n)
+	if n := e.cloud.HandledActionCalls(req.NodeID); n != 1 {
+		t.Errorf("%d action calls handled by the provider, want 1", n)
 	}
 }
 
