@@ -164,6 +164,9 @@ func (c *Cloud) serveSenlin(w http.ResponseWriter, r *http.Request, segs []strin
 		handle = func(v senlinVersion, d *draw) reply { return c.senlinPostActionLocked(segs[2], body, v, d) }
 	case v1 && len(segs) == 2 && segs[1] == "actions" && r.Method == http.MethodGet:
 		q := r.URL.Query()
+		if target := q.Get("target"); target != "" {
+			k.vmID = c.senlinResolve(target) // so the VM's story shows its lookups
+		}
 		handle = func(v senlinVersion, d *draw) reply { return c.senlinListActionsLocked(q, v, d) }
 	case v1 && len(segs) == 3 && segs[1] == "actions" && r.Method == http.MethodGet:
 		handle = func(v senlinVersion, _ *draw) reply { return c.senlinGetActionLocked(segs[2], v) }
