@@ -91,6 +91,6 @@ func retrying(f func() error) error {
 		if err == nil || !provider.IsKind(err, provider.Retryable) || time.Now().After(deadline) {
 			return err
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(min(max(provider.AsError(err).RetryAfter, 100*time.Millisecond), 5*time.Second))
 	}
 }

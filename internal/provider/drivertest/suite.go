@@ -92,7 +92,10 @@ func (h Harness) newEnv(t *testing.T, duration time.Duration) *env {
 
 func (h Harness) newEnvWithTimeout(t *testing.T, duration, timeout time.Duration) *env {
 	t.Helper()
-	cloud := h.newCloud(t, fakecloud.Options{ActionDuration: duration})
+	// The suite polls fast: the per-token budget is out of the way (rate
+	// limits are tested with an injected 429).
+	cloud := h.newCloud(t, fakecloud.Options{ActionDuration: duration,
+		RateBudget: fakecloud.RateBudget{Limit: 1_000_000, Window: time.Minute}})
 	server := httptest.NewServer(cloud.Handler())
 	t.Cleanup(server.Close)
 	cfg := h.Configure(server.URL, fakecloud.DefaultCredentials())
