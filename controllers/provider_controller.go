@@ -95,7 +95,7 @@ func (r *ProviderReconciler) probe(ctx context.Context, p *v1alpha1.Provider) ct
 	}
 
 	pe := provider.AsError(err)
-	reason := pe.Reason
+	reason := reasonFor(pe.Class)
 	switch reason {
 	case v1alpha1.ReasonAuthFailed, v1alpha1.ReasonSecretNotFound, v1alpha1.ReasonCredentialsError, v1alpha1.ReasonInvalidConfig, v1alpha1.ReasonRateLimited:
 	default:

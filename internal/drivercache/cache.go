@@ -152,10 +152,10 @@ func (c *Cache) secret(ctx context.Context, p *v1alpha1.Provider) (*corev1.Secre
 	key := types.NamespacedName{Namespace: p.Namespace, Name: p.Spec.CredentialsSecretRef.Name}
 	if err := c.reader.Get(ctx, key, s); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, provider.NewTerminal(v1alpha1.ReasonSecretNotFound,
+			return nil, provider.NewTerminal(provider.SecretNotFound,
 				fmt.Sprintf("credentials Secret %q not found in namespace %q", key.Name, key.Namespace))
 		}
-		return nil, &provider.Error{Kind: provider.Retryable, Reason: v1alpha1.ReasonCredentialsError,
+		return nil, &provider.Error{Kind: provider.Retryable, Class: provider.CredentialsError,
 			Message: fmt.Sprintf("cannot read credentials Secret %q: %s", key.Name, apierrors.ReasonForError(err)), Err: err}
 	}
 	return s, nil

@@ -114,8 +114,8 @@ func TestMissingSecretIsATerminalErrorNamingIt(t *testing.T) {
 	f := newFixture(t, time.Hour, false)
 	_, err := f.cache.Driver(context.Background(), f.prov)
 	pe := provider.AsError(err)
-	if pe == nil || pe.Kind != provider.Terminal || pe.Reason != v1alpha1.ReasonSecretNotFound {
-		t.Fatalf("want terminal %s, got %#v", v1alpha1.ReasonSecretNotFound, err)
+	if pe == nil || pe.Kind != provider.Terminal || pe.Class != provider.SecretNotFound {
+		t.Fatalf("want terminal %s, got %#v", provider.SecretNotFound, err)
 	}
 	if !strings.Contains(pe.Message, `"do-token"`) || !strings.Contains(pe.Message, `"fleet"`) {
 		t.Errorf("the message should name the Secret and its namespace: %q", pe.Message)

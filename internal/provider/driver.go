@@ -80,11 +80,10 @@ const (
 // ActionStatus is the provider's word on an action.
 type ActionStatus struct {
 	State State
-	// Reason for a finished action, a v1alpha1 condition reason:
-	// Completed (the provider showed the action took effect),
-	// AcceptedUnverified (accepted, but nothing the API shows can prove it
-	// took effect), AlreadyInState (nothing to do), ProviderFailed.
-	Reason string
+	// Class says how a finished action ended (Completed, Unverified,
+	// AlreadyInState, ActionFailed) or how a running one stands
+	// (InProgress, Verifying; empty means InProgress).
+	Class Class
 	// Message is the provider's own words (status_reason, error text).
 	Message string
 	// CompletedAt is when the provider says the action ended, if it says.
@@ -98,13 +97,17 @@ type Capabilities struct {
 	// Portable maps portable names to the native action they become. Where
 	// a name is both native and portable, the native meaning wins.
 	Portable map[string]Native
+	// DescribeFunc, when set, names what a request sends more precisely than
+	// its action name.
+	DescribeFunc func(Request) string
 }
 
 // Native is a native action plus the parameters a portable name implies
 // (Senlin's reboot is recover with operation REBOOT, type SOFT).
 type Native struct {
-	Action  string
-	Recover *v1alpha1.RecoverParameters
+	Action string
+	// Implies, when set, fills in the parameters the portable name stands for.
+	Implies func(*v1alpha1.ActionParameters)
 }
 
 // ActionInfo describes one native action.

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	"github.com/nodeaction/nodeaction-operator/api/v1alpha1"
 )
 
 // Kind says what the reconciler may do after an error.
@@ -27,8 +25,8 @@ const (
 // credentials: it holds the provider's own words, or ours.
 type Error struct {
 	Kind Kind
-	// Reason is a v1alpha1 condition reason (RateLimited, NodeNotFound, ...).
-	Reason string
+	// Class says why (RateLimited, NodeNotFound, ...).
+	Class Class
 	// Message is what a person reads in the condition.
 	Message string
 	// StatusCode is the HTTP status, 0 when there was none.
@@ -41,32 +39,32 @@ type Error struct {
 
 func (e *Error) Error() string {
 	if e.StatusCode != 0 {
-		return fmt.Sprintf("%s (HTTP %d): %s", e.Reason, e.StatusCode, e.Message)
+		return fmt.Sprintf("%s (HTTP %d): %s", e.Class, e.StatusCode, e.Message)
 	}
-	return fmt.Sprintf("%s: %s", e.Reason, e.Message)
+	return fmt.Sprintf("%s: %s", e.Class, e.Message)
 }
 
 func (e *Error) Unwrap() error { return e.Err }
 
 // NewRetryable returns a Retryable error.
-func NewRetryable(reason, message string, after time.Duration) *Error {
-	return &Error{Kind: Retryable, Reason: reason, Message: message, RetryAfter: after}
+func NewRetryable(class Class, message string, after time.Duration) *Error {
+	return &Error{Kind: Retryable, Class: class, Message: message, RetryAfter: after}
 }
 
 // NewTerminal returns a Terminal error.
-func NewTerminal(reason, message string) *Error {
-	return &Error{Kind: Terminal, Reason: reason, Message: message}
+func NewTerminal(class Class, message string) *Error {
+	return &Error{Kind: Terminal, Class: class, Message: message}
 }
 
 // NewAmbiguous returns an Ambiguous error.
 func NewAmbiguous(message string) *Error {
-	return &Error{Kind: Ambiguous, Reason: v1alpha1.ReasonSubmitting, Message: message}
+	return &Error{Kind: Ambiguous, Class: AnswerLost, Message: message}
 }
 
 // ErrSubmissionUnknown is the reason Lookup gives when the provider cannot
 // tell whether a lost submission was accepted.
 func ErrSubmissionUnknown(message string) *Error {
-	return NewTerminal(v1alpha1.ReasonSubmissionUnknown, message)
+	return NewTerminal(SubmissionUnknown, message)
 }
 
 // AsError returns err as an *Error. An error that is not one is treated as
@@ -79,7 +77,7 @@ func AsError(err error) *Error {
 	if errors.As(err, &e) {
 		return e
 	}
-	return &Error{Kind: Ambiguous, Reason: v1alpha1.ReasonRetrying, Message: "unexpected error", Err: err}
+	return &Error{Kind: Ambiguous, Class: Unavailable, Message: "unexpected error", Err: err}
 }
 
 // IsKind reports whether err is a provider error of the given kind.

@@ -8,8 +8,6 @@ import (
 	"io"
 	"net/http"
 	"time"
-
-	"github.com/nodeaction/nodeaction-operator/api/v1alpha1"
 )
 
 // Response is a provider's answer, read whole.
@@ -30,13 +28,13 @@ func Send(ctx context.Context, client *http.Client, method, url string, header h
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return nil, NewTerminal(v1alpha1.ReasonInvalidParameters, "cannot encode request: "+err.Error())
+			return nil, NewTerminal(InvalidParameters, "cannot encode request: "+err.Error())
 		}
 		body = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, url, body)
 	if err != nil {
-		return nil, NewTerminal(v1alpha1.ReasonInvalidConfig, "cannot build request: "+Redact(err.Error()))
+		return nil, NewTerminal(InvalidConfig, "cannot build request: "+Redact(err.Error()))
 	}
 	for k, vs := range header {
 		for _, v := range vs {
@@ -76,22 +74,22 @@ func StatusError(code int, header http.Header, method, message string) *Error {
 	e := &Error{StatusCode: code, Message: message}
 	switch {
 	case code == http.StatusTooManyRequests:
-		e.Kind, e.Reason, e.RetryAfter = Retryable, v1alpha1.ReasonRateLimited, RetryAfter(header, time.Now())
+		e.Kind, e.Class, e.RetryAfter = Retryable, RateLimited, RetryAfter(header, time.Now())
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
-		e.Kind, e.Reason = Terminal, v1alpha1.ReasonAuthFailed
+		e.Kind, e.Class = Terminal, AuthFailed
 	case code == http.StatusNotFound:
-		e.Kind, e.Reason = Terminal, v1alpha1.ReasonNodeNotFound
+		e.Kind, e.Class = Terminal, NodeNotFound
 	case code == http.StatusConflict || code == http.StatusLocked:
-		e.Kind, e.Reason = Retryable, v1alpha1.ReasonProviderBusy
+		e.Kind, e.Class = Retryable, Busy
 	case code == http.StatusServiceUnavailable:
-		e.Kind, e.Reason, e.RetryAfter = Retryable, v1alpha1.ReasonRetrying, RetryAfter(header, time.Now())
+		e.Kind, e.Class, e.RetryAfter = Retryable, Unavailable, RetryAfter(header, time.Now())
 	case code == http.StatusRequestTimeout || code >= 500:
-		e.Kind, e.Reason = Retryable, v1alpha1.ReasonRetrying
+		e.Kind, e.Class = Retryable, Unavailable
 		if method != http.MethodGet && method != http.MethodHead {
 			e.Kind = Ambiguous
 		}
 	default:
-		e.Kind, e.Reason = Terminal, v1alpha1.ReasonRejected
+		e.Kind, e.Class = Terminal, Rejected
 	}
 	if e.Message == "" {
 		e.Message = http.StatusText(code)
@@ -103,7 +101,7 @@ func StatusError(code int, header http.Header, method, message string) *Error {
 // what the API documents (the call may have had its effect).
 func Decode(r *Response, out any) error {
 	if err := json.Unmarshal(r.Body, out); err != nil {
-		return &Error{Kind: Ambiguous, Reason: v1alpha1.ReasonRetrying, StatusCode: r.StatusCode,
+		return &Error{Kind: Ambiguous, Class: Unavailable, StatusCode: r.StatusCode,
 			Message: fmt.Sprintf("cannot read the provider's answer: %v", err), Err: err}
 	}
 	return nil

@@ -18,8 +18,6 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
-
-	"github.com/nodeaction/nodeaction-operator/api/v1alpha1"
 )
 
 // Gate is one Provider's request budget: the client-side limiter and the
@@ -137,7 +135,7 @@ func NewHTTPClient(opts ClientOptions) (*http.Client, error) {
 			pool = x509.NewCertPool()
 		}
 		if !pool.AppendCertsFromPEM(opts.CABundle) {
-			return nil, NewTerminal(v1alpha1.ReasonInvalidConfig, "spec.caBundle holds no PEM certificate")
+			return nil, NewTerminal(InvalidConfig, "spec.caBundle holds no PEM certificate")
 		}
 		tlsConfig.RootCAs = pool
 	}
@@ -186,10 +184,10 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if t.gate != nil {
 		wait, err := t.gate.admit(req.Context(), time.Now(), t.maxWait)
 		if err != nil {
-			return nil, &Error{Kind: Retryable, Reason: v1alpha1.ReasonRetrying, Message: "request cancelled while waiting for the rate limit", Err: err}
+			return nil, &Error{Kind: Retryable, Class: Unavailable, Message: "request cancelled while waiting for the rate limit", Err: err}
 		}
 		if wait > 0 {
-			return nil, &Error{Kind: Retryable, Reason: v1alpha1.ReasonRateLimited, RetryAfter: wait,
+			return nil, &Error{Kind: Retryable, Class: RateLimited, RetryAfter: wait,
 				Message: fmt.Sprintf("client-side rate limit: next request slot in %s", wait.Round(10*time.Millisecond))}
 		}
 	}
@@ -265,9 +263,9 @@ func TransportError(err error, sent bool) *Error {
 	}
 	msg := Redact(err.Error())
 	if !sent {
-		return &Error{Kind: Retryable, Reason: v1alpha1.ReasonRetrying, Message: "request not sent: " + msg, Err: err}
+		return &Error{Kind: Retryable, Class: Unavailable, Message: "request not sent: " + msg, Err: err}
 	}
-	return &Error{Kind: Ambiguous, Reason: v1alpha1.ReasonRetrying, Message: "request sent but no answer: " + msg, Err: err}
+	return &Error{Kind: Ambiguous, Class: Unavailable, Message: "request sent but no answer: " + msg, Err: err}
 }
 
 // RetryAfter reads how long a provider asked us to wait: Retry-After
@@ -305,7 +303,7 @@ func Redact(s string) string {
 func CheckEndpoint(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
-		return NewTerminal(v1alpha1.ReasonInvalidConfig, fmt.Sprintf("endpoint %q is not a URL", Redact(raw)))
+		return NewTerminal(InvalidConfig, fmt.Sprintf("endpoint %q is not a URL", Redact(raw)))
 	}
 	switch u.Scheme {
 	case "https":
@@ -314,10 +312,10 @@ func CheckEndpoint(raw string) error {
 		if isLoopback(u.Hostname()) {
 			return nil
 		}
-		return NewTerminal(v1alpha1.ReasonInvalidConfig,
+		return NewTerminal(InvalidConfig,
 			fmt.Sprintf("endpoint %s uses plain http; only https is allowed except to a loopback address", Redact(raw)))
 	default:
-		return NewTerminal(v1alpha1.ReasonInvalidConfig, fmt.Sprintf("endpoint %q must be an https URL", Redact(raw)))
+		return NewTerminal(InvalidConfig, fmt.Sprintf("endpoint %q must be an https URL", Redact(raw)))
 	}
 }
 

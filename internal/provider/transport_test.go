@@ -57,7 +57,7 @@ func TestGateRefusesWithoutSendingAndPollsStepBack(t *testing.T) {
 	// The bucket is empty: a poll does not wait at all.
 	_, err := Send(LowPriority(context.Background()), c, http.MethodGet, srv.URL, nil, nil)
 	pe := AsError(err)
-	if pe.Kind != Retryable || pe.Reason != "RateLimited" || pe.RetryAfter <= 0 || pe.RetryAfter > time.Second {
+	if pe.Kind != Retryable || pe.Class != "RateLimited" || pe.RetryAfter <= 0 || pe.RetryAfter > time.Second {
 		t.Fatalf("poll on an empty budget: %+v", pe)
 	}
 	// A submission waits up to 2.5 token intervals, so it gets the next token.
@@ -88,7 +88,7 @@ func TestProvider429BlocksTheGate(t *testing.T) {
 	}
 	_, err = Send(context.Background(), c, http.MethodGet, srv.URL, nil, nil)
 	pe := AsError(err)
-	if pe.Reason != "RateLimited" || pe.RetryAfter < 29*time.Second {
+	if pe.Class != "RateLimited" || pe.RetryAfter < 29*time.Second {
 		t.Fatalf("after a 429 with Retry-After 30 the next request should be held back ~30s, got %+v", pe)
 	}
 	if calls != 1 {

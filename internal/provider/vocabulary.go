@@ -38,28 +38,20 @@ func Resolve(c Capabilities, nodeID, action string, params *v1alpha1.ActionParam
 	}
 	if n, ok := c.Portable[action]; ok {
 		req.Action = n.Action
-		if n.Recover != nil {
-			req.Parameters.Recover = n.Recover.DeepCopy()
+		if n.Implies != nil {
+			n.Implies(&req.Parameters)
 		}
 		return req, nil
 	}
-	return Request{}, NewTerminal(v1alpha1.ReasonUnsupportedAction,
+	return Request{}, NewTerminal(UnsupportedAction,
 		fmt.Sprintf("this provider has no action %q; it supports: %s", action, strings.Join(c.Names(), ", ")))
 }
 
-// Describe names the native action a request sends, with its operation
-// where the API has one ("recover REBOOT SOFT").
-func Describe(r Request) string {
-	if r.Action == "recover" && r.Parameters.Recover != nil {
-		op := strings.ToUpper(r.Parameters.Recover.Operation)
-		if op == "REBOOT" {
-			t := strings.ToUpper(r.Parameters.Recover.RebootType)
-			if t == "" {
-				t = "HARD"
-			}
-			return "recover " + op + " " + t
-		}
-		return "recover " + op
+// Describe names the native action a request sends, with what the driver
+// adds to the name (Senlin's "recover REBOOT SOFT").
+func (c Capabilities) Describe(r Request) string {
+	if c.DescribeFunc != nil {
+		return c.DescribeFunc(r)
 	}
 	return r.Action
 }

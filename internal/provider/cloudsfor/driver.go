@@ -61,18 +61,18 @@ func New(cfg provider.Config) (provider.Driver, error) {
 		missing = append(missing, `"password" (the CloudsFor account password)`)
 	}
 	if len(missing) > 0 {
-		return nil, provider.NewTerminal(v1alpha1.ReasonCredentialsError,
+		return nil, provider.NewTerminal(provider.CredentialsError,
 			"the credentials Secret has no key "+strings.Join(missing, " and no key "))
 	}
 	if cfg.Endpoint == "" {
-		return nil, provider.NewTerminal(v1alpha1.ReasonInvalidConfig,
+		return nil, provider.NewTerminal(provider.InvalidConfig,
 			"spec.endpoint is required for CloudsFor (its API base URL, e.g. https://cloudsfor.com)")
 	}
 	if err := provider.CheckEndpoint(cfg.Endpoint); err != nil {
 		return nil, err
 	}
 	if u, _ := url.Parse(cfg.Endpoint); u.User != nil || u.RawQuery != "" {
-		return nil, provider.NewTerminal(v1alpha1.ReasonInvalidConfig,
+		return nil, provider.NewTerminal(provider.InvalidConfig,
 			"spec.endpoint must not carry credentials or a query; put username and password in the credentials Secret")
 	}
 	// Accept the endpoint with or without the API prefix.
@@ -110,7 +110,7 @@ func (d *Driver) Probe(ctx context.Context) error {
 		return err
 	}
 	if resp.StatusCode == http.StatusNotFound {
-		return provider.NewTerminal(v1alpha1.ReasonInvalidConfig,
+		return provider.NewTerminal(provider.InvalidConfig,
 			"spec.endpoint does not serve the CloudsFor API: GET /api/v1/actions answered 404")
 	}
 	if resp.StatusCode/100 != 2 {
@@ -122,15 +122,15 @@ func (d *Driver) Probe(ctx context.Context) error {
 // Validate checks the VM id and the parameters the action needs.
 func (d *Driver) Validate(req provider.Request) error {
 	if !vmID.MatchString(req.NodeID) {
-		return provider.NewTerminal(v1alpha1.ReasonInvalidNodeID,
+		return provider.NewTerminal(provider.InvalidNodeID,
 			fmt.Sprintf("CloudsFor VM ids are letters, digits and dashes (such as 5609f1ee1b0c4d2da622737b5ca25e6c); %q is not one", req.NodeID))
 	}
 	if _, ok := capabilities.Actions[req.Action]; !ok {
-		return provider.NewTerminal(v1alpha1.ReasonUnsupportedAction,
+		return provider.NewTerminal(provider.UnsupportedAction,
 			fmt.Sprintf("CloudsFor has no action %q; it supports: %s", req.Action, strings.Join(capabilities.Names(), ", ")))
 	}
 	p := req.Parameters
-	invalid := func(msg string) error { return provider.NewTerminal(v1alpha1.ReasonInvalidParameters, msg) }
+	invalid := func(msg string) error { return provider.NewTerminal(provider.InvalidParameters, msg) }
 	switch req.Action {
 	case "rename":
 		if p.Name == "" {
@@ -291,7 +291,7 @@ func (d *Driver) Status(ctx context.Context, sub provider.Submission) (provider.
 	}
 	started, ok := startedOf(sub)
 	if !ok {
-		return provider.ActionStatus{}, provider.NewTerminal(v1alpha1.ReasonProviderFailed,
+		return provider.ActionStatus{}, provider.NewTerminal(provider.ActionFailed,
 			fmt.Sprintf("action id %q does not say when the CloudsFor action started, so it cannot be found", sub.ActionID))
 	}
 	matches, err := d.matching(ctx, sub.NodeID, sub.Action, started)
@@ -314,7 +314,7 @@ func (d *Driver) Status(ctx context.Context, sub provider.Submission) (provider.
 	at := started.UTC().Format(time.RFC3339Nano)
 	switch {
 	case len(matches) == 0:
-		return provider.ActionStatus{}, provider.NewTerminal(v1alpha1.ReasonProviderFailed,
+		return provider.ActionStatus{}, provider.NewTerminal(provider.ActionFailed,
 			fmt.Sprintf("CloudsFor no longer lists the %s action started at %s on VM %s", sub.Action, at, sub.NodeID))
 	case nCompleted+nErrored < len(matches):
 		return provider.ActionStatus{State: provider.StateInProgress,
@@ -324,7 +324,7 @@ func (d *Driver) Status(ctx context.Context, sub provider.Submission) (provider.
 	case nErrored > 0:
 		// started_at is all that tells actions apart; when several of one
 		// type share it and ended differently, success cannot be proven.
-		return provider.ActionStatus{State: provider.StateFailed, Reason: v1alpha1.ReasonProviderFailed,
+		return provider.ActionStatus{State: provider.StateFailed, Class: provider.ActionFailed,
 			Message: fmt.Sprintf("CloudsFor lists %d %s actions started at %s on VM %s: %d completed and %d errored; its API cannot show which one this was",
 				len(matches), sub.Action, at, sub.NodeID, nCompleted, nErrored)}, nil
 	}
@@ -337,7 +337,7 @@ func (d *Driver) Status(ctx context.Context, sub provider.Submission) (provider.
 		return provider.ActionStatus{}, err
 	}
 	if agrees, want := readBackAgrees(sub, vm); !agrees {
-		return provider.ActionStatus{State: provider.StateInProgress, Reason: v1alpha1.ReasonVerifying,
+		return provider.ActionStatus{State: provider.StateInProgress, Class: provider.Verifying,
 			Message: fmt.Sprintf("CloudsFor reports %s completed, but the VM is %s, not %s yet", sub.Action, describe(vm, sub.Action), want)}, nil
 	}
 	done.Message += " and the VM shows it"
@@ -346,13 +346,13 @@ func (d *Driver) Status(ctx context.Context, sub provider.Submission) (provider.
 
 func completed(a action, started time.Time) provider.ActionStatus {
 	end, _ := parseTime(deref(a.CompletedAt))
-	return provider.ActionStatus{State: provider.StateSucceeded, Reason: v1alpha1.ReasonCompleted, CompletedAt: end,
+	return provider.ActionStatus{State: provider.StateSucceeded, Class: provider.Completed, CompletedAt: end,
 		Message: fmt.Sprintf("CloudsFor reports the %s action started at %s completed", a.Type, started.UTC().Format(time.RFC3339Nano))}
 }
 
 func failed(a action, started time.Time) provider.ActionStatus {
 	end, _ := parseTime(deref(a.CompletedAt))
-	return provider.ActionStatus{State: provider.StateFailed, Reason: v1alpha1.ReasonProviderFailed, CompletedAt: end,
+	return provider.ActionStatus{State: provider.StateFailed, Class: provider.ActionFailed, CompletedAt: end,
 		Message: fmt.Sprintf("CloudsFor reports the %s action started at %s errored (the API gives no reason)", a.Type, started.UTC().Format(time.RFC3339Nano))}
 }
 
@@ -542,10 +542,10 @@ func apiError(resp *provider.Response, method, node string) *provider.Error {
 	e := provider.StatusError(resp.StatusCode, resp.Header, method, msg)
 	switch {
 	case resp.StatusCode == http.StatusUnprocessableEntity && busy(msg):
-		e.Kind, e.Reason = provider.Retryable, v1alpha1.ReasonProviderBusy
-	case e.Reason == v1alpha1.ReasonAuthFailed:
+		e.Kind, e.Class = provider.Retryable, provider.Busy
+	case e.Class == provider.AuthFailed:
 		e.Message += " (check the username and password keys of the credentials Secret)"
-	case e.Reason == v1alpha1.ReasonNodeNotFound && node != "":
+	case e.Class == provider.NodeNotFound && node != "":
 		e.Message = fmt.Sprintf("CloudsFor has no VM %q: %s", node, e.Message)
 	}
 	return e

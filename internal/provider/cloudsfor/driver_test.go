@@ -191,7 +191,7 @@ func TestResizeBothFormsOnTheWire(t *testing.T) {
 			}
 			clk.Add(2 * time.Hour)
 			st, err := e.driver.Status(ctx, sub)
-			if err != nil || st.State != provider.StateSucceeded || st.Reason != v1alpha1.ReasonCompleted {
+			if err != nil || st.State != provider.StateSucceeded || st.Class != provider.Completed {
 				t.Fatalf("status %+v, %v", st, err)
 			}
 			if vm, _ := e.cloud.VM(id); !tc.check(vm) {
@@ -247,7 +247,7 @@ func TestMatchesItsOwnActionAmongTwoOfOneType(t *testing.T) {
 	if st, err := e.driver.Status(ctx, first); err != nil || st.State != provider.StateSucceeded {
 		t.Errorf("first after the second errored: %+v, %v", st, err)
 	}
-	if st, err := e.driver.Status(ctx, second); err != nil || st.State != provider.StateFailed || st.Reason != v1alpha1.ReasonProviderFailed {
+	if st, err := e.driver.Status(ctx, second); err != nil || st.State != provider.StateFailed || st.Class != provider.ActionFailed {
 		t.Errorf("second: %+v, %v", st, err)
 	}
 
@@ -308,7 +308,7 @@ func TestPendingEventIsProviderBusy(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := e.driver.Submit(ctx, provider.Request{NodeID: id, Action: "power_off"})
-	if pe := provider.AsError(err); pe == nil || pe.Kind != provider.Retryable || pe.Reason != v1alpha1.ReasonProviderBusy {
+	if pe := provider.AsError(err); pe == nil || pe.Kind != provider.Retryable || pe.Class != provider.Busy {
 		t.Fatalf("got %v, want Retryable ProviderBusy", err)
 	}
 	if n := e.cloud.AcceptedActions(id); n != 1 {
@@ -328,7 +328,7 @@ func TestShutdownIgnoredIsNotCompleted(t *testing.T) {
 	}
 	clk.Add(2 * time.Second)
 	st, err := e.driver.Status(ctx, sub)
-	if err != nil || st.State != provider.StateInProgress || st.Reason != v1alpha1.ReasonVerifying {
+	if err != nil || st.State != provider.StateInProgress || st.Class != provider.Verifying {
 		t.Errorf("got %+v, %v; want InProgress/Verifying while the VM runs", st, err)
 	}
 }
@@ -339,29 +339,29 @@ func TestValidate(t *testing.T) {
 	cases := []struct {
 		name   string
 		req    provider.Request
-		reason string
+		reason provider.Class
 		says   string
 	}{
 		{"digitalocean size", provider.Request{Action: "resize", Parameters: v1alpha1.ActionParameters{Size: "s-2vcpu-4gb"}},
-			v1alpha1.ReasonInvalidParameters, "spec.parameters.resource"},
-		{"nothing to resize", provider.Request{Action: "resize"}, v1alpha1.ReasonInvalidParameters, "spec.parameters.resources"},
+			provider.InvalidParameters, "spec.parameters.resource"},
+		{"nothing to resize", provider.Request{Action: "resize"}, provider.InvalidParameters, "spec.parameters.resources"},
 		{"both forms", provider.Request{Action: "resize", Parameters: v1alpha1.ActionParameters{Resource: "ram", Amount: ptr(int32(2)),
-			Resources: &v1alpha1.ResourceSizes{CPU: ptr(int32(2))}}}, v1alpha1.ReasonInvalidParameters, "not both"},
+			Resources: &v1alpha1.ResourceSizes{CPU: ptr(int32(2))}}}, provider.InvalidParameters, "not both"},
 		{"resource without amount", provider.Request{Action: "resize", Parameters: v1alpha1.ActionParameters{Resource: "ram"}},
-			v1alpha1.ReasonInvalidParameters, "spec.parameters.amount"},
+			provider.InvalidParameters, "spec.parameters.amount"},
 		{"bad resource", provider.Request{Action: "resize", Parameters: v1alpha1.ActionParameters{Resource: "gpu", Amount: ptr(int32(1))}},
-			v1alpha1.ReasonInvalidParameters, "ram, disk or cpu"},
+			provider.InvalidParameters, "ram, disk or cpu"},
 		{"empty resources", provider.Request{Action: "resize", Parameters: v1alpha1.ActionParameters{Resources: &v1alpha1.ResourceSizes{}}},
-			v1alpha1.ReasonInvalidParameters, "at least one"},
-		{"snapshot without name", provider.Request{Action: "snapshot"}, v1alpha1.ReasonInvalidParameters, "spec.parameters.name"},
-		{"unknown action", provider.Request{Action: "rebuild"}, v1alpha1.ReasonUnsupportedAction, "power_cycle"},
+			provider.InvalidParameters, "at least one"},
+		{"snapshot without name", provider.Request{Action: "snapshot"}, provider.InvalidParameters, "spec.parameters.name"},
+		{"unknown action", provider.Request{Action: "rebuild"}, provider.UnsupportedAction, "power_cycle"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.req.NodeID = id
 			_, err := e.driver.Submit(context.Background(), tc.req)
 			pe := provider.AsError(err)
-			if pe == nil || pe.Kind != provider.Terminal || pe.Reason != tc.reason || !strings.Contains(pe.Message, tc.says) {
+			if pe == nil || pe.Kind != provider.Terminal || pe.Class != tc.reason || !strings.Contains(pe.Message, tc.says) {
 				t.Errorf("got %v, want Terminal %s saying %q", err, tc.reason, tc.says)
 			}
 		})
@@ -376,25 +376,25 @@ func TestNewNamesWhatIsMissing(t *testing.T) {
 	cases := []struct {
 		name   string
 		cfg    provider.Config
-		reason string
+		reason provider.Class
 		says   string
 	}{
 		{"no password", provider.Config{Endpoint: "https://cloudsfor.example", Credentials: map[string][]byte{"username": []byte("u")}},
-			v1alpha1.ReasonCredentialsError, `"password"`},
+			provider.CredentialsError, `"password"`},
 		{"no username", provider.Config{Endpoint: "https://cloudsfor.example", Credentials: map[string][]byte{"password": []byte("p")}},
-			v1alpha1.ReasonCredentialsError, `"username"`},
+			provider.CredentialsError, `"username"`},
 		{"no endpoint", provider.Config{Credentials: map[string][]byte{"username": []byte("u"), "password": []byte("p")}},
-			v1alpha1.ReasonInvalidConfig, "spec.endpoint"},
+			provider.InvalidConfig, "spec.endpoint"},
 		{"credentials in endpoint", provider.Config{Endpoint: "https://u:secret-pw@cloudsfor.example",
 			Credentials: map[string][]byte{"username": []byte("u"), "password": []byte("p")}},
-			v1alpha1.ReasonInvalidConfig, "Secret"},
+			provider.InvalidConfig, "Secret"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.cfg.HTTPClient = client
 			_, err := cloudsfor.New(tc.cfg)
 			pe := provider.AsError(err)
-			if pe == nil || pe.Kind != provider.Terminal || pe.Reason != tc.reason || !strings.Contains(pe.Message, tc.says) {
+			if pe == nil || pe.Kind != provider.Terminal || pe.Class != tc.reason || !strings.Contains(pe.Message, tc.says) {
 				t.Errorf("got %v, want Terminal %s saying %q", err, tc.reason, tc.says)
 			}
 			if pe != nil && strings.Contains(pe.Message, "secret-pw") {

@@ -42,7 +42,7 @@ var _ provider.Driver = (*Driver)(nil)
 func New(cfg provider.Config) (provider.Driver, error) {
 	token := strings.TrimSpace(string(cfg.Credentials["token"]))
 	if token == "" {
-		return nil, provider.NewTerminal(v1alpha1.ReasonCredentialsError, `the credentials Secret has no key "token" (a DigitalOcean API token)`)
+		return nil, provider.NewTerminal(provider.CredentialsError, `the credentials Secret has no key "token" (a DigitalOcean API token)`)
 	}
 	endpoint := cfg.Endpoint
 	if endpoint == "" {
@@ -55,7 +55,7 @@ func New(cfg provider.Config) (provider.Driver, error) {
 	// godo.New without WithRetryAndBackoffs keeps its retries off.
 	client, err := godo.New(hc, godo.SetBaseURL(strings.TrimSuffix(endpoint, "/")+"/"), godo.SetUserAgent(cfg.UserAgent))
 	if err != nil {
-		return nil, provider.NewTerminal(v1alpha1.ReasonInvalidConfig, "cannot build the DigitalOcean client: "+provider.Redact(err.Error()))
+		return nil, provider.NewTerminal(provider.InvalidConfig, "cannot build the DigitalOcean client: "+provider.Redact(err.Error()))
 	}
 	return &Driver{client: client}, nil
 }
@@ -96,11 +96,11 @@ func (d *Driver) Probe(ctx context.Context) error {
 // Validate checks the droplet id and the parameters the action needs.
 func (d *Driver) Validate(req provider.Request) error {
 	if !dropletID.MatchString(req.NodeID) {
-		return provider.NewTerminal(v1alpha1.ReasonInvalidNodeID,
+		return provider.NewTerminal(provider.InvalidNodeID,
 			fmt.Sprintf("DigitalOcean droplet ids are positive integers; %q is not one", req.NodeID))
 	}
 	p := req.Parameters
-	invalid := func(msg string) error { return provider.NewTerminal(v1alpha1.ReasonInvalidParameters, msg) }
+	invalid := func(msg string) error { return provider.NewTerminal(provider.InvalidParameters, msg) }
 	switch req.Action {
 	case "rename":
 		if p.Name == "" {
@@ -183,7 +183,7 @@ func (d *Driver) Submit(ctx context.Context, req provider.Request) (provider.Sub
 	case "snapshot":
 		a, _, err = da.Snapshot(ctx, id, p.Name)
 	default:
-		return provider.Submission{}, provider.NewTerminal(v1alpha1.ReasonUnsupportedAction, fmt.Sprintf("DigitalOcean has no action %q", req.Action))
+		return provider.Submission{}, provider.NewTerminal(provider.UnsupportedAction, fmt.Sprintf("DigitalOcean has no action %q", req.Action))
 	}
 	if err != nil {
 		return provider.Submission{}, classifySubmit(err)
@@ -195,7 +195,7 @@ func (d *Driver) Submit(ctx context.Context, req provider.Request) (provider.Sub
 	// An action already completed needs no poll, unless its effect is
 	// checked on the droplet.
 	if a.Status == godo.ActionCompleted && !needsReadBack(req.Action) {
-		sub.Done = &provider.ActionStatus{State: provider.StateSucceeded, Reason: v1alpha1.ReasonCompleted,
+		sub.Done = &provider.ActionStatus{State: provider.StateSucceeded, Class: provider.Completed,
 			Message: "DigitalOcean reports the action completed", CompletedAt: timeOf(a.CompletedAt)}
 	}
 	return sub, nil
@@ -226,13 +226,13 @@ func timeOf(t *godo.Timestamp) time.Time {
 func (d *Driver) Status(ctx context.Context, sub provider.Submission) (provider.ActionStatus, error) {
 	id, err := strconv.Atoi(sub.ActionID)
 	if err != nil {
-		return provider.ActionStatus{}, provider.NewTerminal(v1alpha1.ReasonProviderFailed, fmt.Sprintf("action id %q is not a DigitalOcean action id", sub.ActionID))
+		return provider.ActionStatus{}, provider.NewTerminal(provider.ActionFailed, fmt.Sprintf("action id %q is not a DigitalOcean action id", sub.ActionID))
 	}
 	a, _, err := d.client.Actions.Get(ctx, id)
 	if err != nil {
 		e := classify(err, http.MethodGet)
 		if pe := provider.AsError(e); pe.StatusCode == http.StatusNotFound {
-			return provider.ActionStatus{}, provider.NewTerminal(v1alpha1.ReasonProviderFailed, fmt.Sprintf("DigitalOcean no longer knows action %d", id))
+			return provider.ActionStatus{}, provider.NewTerminal(provider.ActionFailed, fmt.Sprintf("DigitalOcean no longer knows action %d", id))
 		}
 		return provider.ActionStatus{}, e
 	}
@@ -245,10 +245,10 @@ func (d *Driver) statusOf(ctx context.Context, sub provider.Submission, a godo.A
 		return provider.ActionStatus{State: provider.StateInProgress, Message: fmt.Sprintf("DigitalOcean action %d (%s) is in progress", a.ID, a.Type)}, nil
 	case godo.ActionCompleted:
 	default:
-		return provider.ActionStatus{State: provider.StateFailed, Reason: v1alpha1.ReasonProviderFailed, CompletedAt: timeOf(a.CompletedAt),
+		return provider.ActionStatus{State: provider.StateFailed, Class: provider.ActionFailed, CompletedAt: timeOf(a.CompletedAt),
 			Message: fmt.Sprintf("DigitalOcean reports action %d (%s) %s", a.ID, a.Type, a.Status)}, nil
 	}
-	done := provider.ActionStatus{State: provider.StateSucceeded, Reason: v1alpha1.ReasonCompleted, CompletedAt: timeOf(a.CompletedAt),
+	done := provider.ActionStatus{State: provider.StateSucceeded, Class: provider.Completed, CompletedAt: timeOf(a.CompletedAt),
 		Message: fmt.Sprintf("DigitalOcean reports action %d (%s) completed", a.ID, a.Type)}
 	if !needsReadBack(sub.Action) {
 		return done, nil
@@ -259,7 +259,7 @@ func (d *Driver) statusOf(ctx context.Context, sub provider.Submission, a godo.A
 		return provider.ActionStatus{}, classify(err, http.MethodGet)
 	}
 	if agrees, want := readBackAgrees(sub, droplet); !agrees {
-		return provider.ActionStatus{State: provider.StateInProgress, Reason: v1alpha1.ReasonVerifying,
+		return provider.ActionStatus{State: provider.StateInProgress, Class: provider.Verifying,
 			Message: fmt.Sprintf("DigitalOcean reports %s completed, but the droplet is %s, not %s yet", a.Type, describe(droplet, sub.Action), want)}, nil
 	}
 	done.Message += " and the droplet shows it"
@@ -377,7 +377,7 @@ func (d *Driver) Lookup(ctx context.Context, req provider.Request, since time.Ti
 func classifySubmit(err error) error {
 	e := provider.AsError(classify(err, http.MethodPost))
 	if e.StatusCode == http.StatusUnprocessableEntity && strings.Contains(strings.ToLower(e.Message), "pending event") {
-		e.Kind, e.Reason = provider.Retryable, v1alpha1.ReasonProviderBusy
+		e.Kind, e.Class = provider.Retryable, provider.Busy
 	}
 	return e
 }

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nodeaction/nodeaction-operator/api/v1alpha1"
 	"github.com/nodeaction/nodeaction-operator/internal/provider"
 )
 
@@ -44,7 +43,7 @@ func (h Harness) submit(t *testing.T, d provider.Driver, req provider.Request) (
 		time.Sleep(h.world.Settle())
 		found, err := h.lookup(t, d, req, since)
 		switch {
-		case err != nil && provider.AsError(err).Reason == v1alpha1.ReasonSubmissionUnknown:
+		case err != nil && provider.AsError(err).Class == provider.SubmissionUnknown:
 			t.Skipf("%s: the answer to %s was lost (%v) and the provider cannot show whether it was accepted (%v): an honest outcome, not checked further",
 				h.world.Name, req.Action, pe, err)
 		case err != nil:

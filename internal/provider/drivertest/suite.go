@@ -25,8 +25,8 @@ type ActionCase struct {
 	Prepare func(vm *fakecloud.VM)
 	// Check verifies the action's effect on the VM once it succeeded.
 	Check func(t *testing.T, vm fakecloud.VM)
-	// Reasons a success may end with; default Completed.
-	Reasons []string
+	// Classes a success may end with; default Completed.
+	Classes []provider.Class
 }
 
 // Harness describes one provider to the suite.
@@ -199,7 +199,7 @@ func (h Harness) testCapabilities(t *testing.T) {
 		}
 	}
 	_, err := provider.Resolve(caps, h.NodeID(1), "no_such_action", nil)
-	if pe := provider.AsError(err); pe == nil || pe.Reason != v1alpha1.ReasonUnsupportedAction || !strings.Contains(pe.Message, caps.Names()[0]) {
+	if pe := provider.AsError(err); pe == nil || pe.Class != provider.UnsupportedAction || !strings.Contains(pe.Message, caps.Names()[0]) {
 		t.Errorf("unknown action: got %v, want UnsupportedAction listing the supported actions", err)
 	}
 }
@@ -216,14 +216,14 @@ func (h Harness) testActions(t *testing.T) {
 			}
 			st := h.runToEnd(t, e, req)
 			if st.State != provider.StateSucceeded {
-				t.Fatalf("ended %s (%s): %s", st.State, st.Reason, st.Message)
+				t.Fatalf("ended %s (%s): %s", st.State, st.Class, st.Message)
 			}
-			want := ac.Reasons
+			want := ac.Classes
 			if len(want) == 0 {
-				want = []string{v1alpha1.ReasonCompleted}
+				want = []provider.Class{provider.Completed}
 			}
-			if !contains(want, st.Reason) {
-				t.Errorf("reason %q, want one of %v (message %q)", st.Reason, want, st.Message)
+			if !contains(want, st.Class) {
+				t.Errorf("reason %q, want one of %v (message %q)", st.Class, want, st.Message)
 			}
 			if n := e.cloud.HandledActionCalls(id); n != 1 {
 				t.Errorf("%d action calls handled by the provider, want exactly 1", n)
@@ -299,7 +299,7 @@ func (h Harness) testMissingParameter(t *testing.T) {
 	req.NodeID = h.NodeID(1)
 	e.addVM(req.NodeID, nil)
 	_, err := e.driver.Submit(context.Background(), req)
-	expectTerminal(t, err, v1alpha1.ReasonInvalidParameters)
+	expectTerminal(t, err, provider.InvalidParameters)
 	if n := e.cloud.CountRequests(nil); n != 0 {
 		t.Errorf("a request with a missing parameter made %d provider requests, want 0", n)
 	}
@@ -327,7 +327,7 @@ func (h Harness) testUnknownNode(t *testing.T) {
 	e := h.newEnv(t, 0)
 	req := provider.Request{NodeID: h.NodeID(99), Action: h.LookupAction.Action, Parameters: h.LookupAction.Parameters}
 	_, err := h.submit(t, e.driver, req)
-	expectTerminal(t, err, v1alpha1.ReasonNodeNotFound)
+	expectTerminal(t, err, provider.NodeNotFound)
 }
 
 func (h Harness) testInvalidNodeID(t *testing.T) {
@@ -335,7 +335,7 @@ func (h Harness) testInvalidNodeID(t *testing.T) {
 	for _, id := range []string{"1/../../v2/account", "../actions", "a b", "%2e%2e", ""} {
 		req := provider.Request{NodeID: id, Action: h.LookupAction.Action, Parameters: h.LookupAction.Parameters}
 		_, err := e.driver.Submit(context.Background(), req)
-		expectTerminal(t, err, v1alpha1.ReasonInvalidNodeID)
+		expectTerminal(t, err, provider.InvalidNodeID)
 		_, err = e.driver.Lookup(context.Background(), req, time.Now())
 		if err == nil {
 			t.Errorf("Lookup accepted node id %q", id)
@@ -358,14 +358,14 @@ func (h Harness) testBadCredentials(t *testing.T) {
 	d, err := h.New(cfg)
 	if err != nil {
 		// Refusing to build is fine only for credentials it can see are wrong.
-		expectTerminal(t, err, v1alpha1.ReasonCredentialsError)
+		expectTerminal(t, err, provider.CredentialsError)
 		return
 	}
 	id := h.NodeID(1)
 	cloud.AddVM(fakecloud.VM{ID: id})
-	expectTerminal(t, probe(d), v1alpha1.ReasonAuthFailed)
+	expectTerminal(t, probe(d), provider.AuthFailed)
 	_, err = h.submit(t, d, provider.Request{NodeID: id, Action: h.LookupAction.Action, Parameters: h.LookupAction.Parameters})
-	expectTerminal(t, err, v1alpha1.ReasonAuthFailed)
+	expectTerminal(t, err, provider.AuthFailed)
 	if n := cloud.AcceptedActions(id); n != 0 {
 		t.Errorf("bad credentials started %d actions", n)
 	}
@@ -400,8 +400,8 @@ func (h Harness) testProviderFailure(t *testing.T) {
 			}
 		}
 	}
-	if st.State != provider.StateFailed || st.Reason != v1alpha1.ReasonProviderFailed {
-		t.Fatalf("got %s/%s, want Failed/ProviderFailed", st.State, st.Reason)
+	if st.State != provider.StateFailed || st.Class != provider.ActionFailed {
+		t.Fatalf("got %s/%s, want Failed/ProviderFailed", st.State, st.Class)
 	}
 	if !strings.Contains(st.Message, reason) && !strings.Contains(strings.ToLower(st.Message), "errored") && !strings.Contains(strings.ToLower(st.Message), "fail") {
 		t.Errorf("message %q says nothing of the failure", st.Message)
@@ -446,7 +446,7 @@ func (h Harness) testLookup(t *testing.T) {
 		u.NodeID = h.NodeID(2)
 		e.addVM(u.NodeID, nil)
 		_, err := h.lookup(t, e.driver, u, time.Now())
-		expectTerminal(t, err, v1alpha1.ReasonSubmissionUnknown)
+		expectTerminal(t, err, provider.SubmissionUnknown)
 	}
 }
 
@@ -458,8 +458,8 @@ func (h Harness) testRateLimited(t *testing.T) {
 	e.cloud.InjectFault(fakecloud.Fault{ActionOnly: true, Mode: fakecloud.Reject, Status: 429, RetryAfter: 7, Times: 1})
 	_, err := e.driver.Submit(context.Background(), req)
 	pe := expectKind(t, err, provider.Retryable)
-	if pe != nil && (pe.Reason != v1alpha1.ReasonRateLimited || pe.RetryAfter != 7*time.Second) {
-		t.Errorf("got reason %s retryAfter %s, want RateLimited after 7s", pe.Reason, pe.RetryAfter)
+	if pe != nil && (pe.Class != provider.RateLimited || pe.RetryAfter != 7*time.Second) {
+		t.Errorf("got reason %s retryAfter %s, want RateLimited after 7s", pe.Class, pe.RetryAfter)
 	}
 	if n := e.cloud.AcceptedActions(req.NodeID); n != 0 {
 		t.Errorf("a 429 started %d actions", n)
@@ -546,14 +546,14 @@ func expectKind(t *testing.T, err error, kind provider.Kind) *provider.Error {
 	return pe
 }
 
-func expectTerminal(t *testing.T, err error, reason string) {
+func expectTerminal(t *testing.T, err error, reason provider.Class) {
 	t.Helper()
-	if pe := expectKind(t, err, provider.Terminal); pe != nil && pe.Reason != reason {
-		t.Errorf("got reason %s (%v), want %s", pe.Reason, pe, reason)
+	if pe := expectKind(t, err, provider.Terminal); pe != nil && pe.Class != reason {
+		t.Errorf("got reason %s (%v), want %s", pe.Class, pe, reason)
 	}
 }
 
-func contains(list []string, s string) bool {
+func contains(list []provider.Class, s provider.Class) bool {
 	for _, x := range list {
 		if x == s {
 			return true

@@ -20,7 +20,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/nodeaction/nodeaction-operator/api/v1alpha1"
 	"github.com/nodeaction/nodeaction-operator/internal/provider"
 )
 
@@ -56,14 +55,14 @@ var _ provider.Driver = (*Driver)(nil)
 func New(cfg provider.Config) (provider.Driver, error) {
 	apiKey := strings.TrimSpace(string(cfg.Credentials["apiKey"]))
 	if apiKey == "" {
-		return nil, provider.NewTerminal(v1alpha1.ReasonCredentialsError, `the credentials Secret has no key "apiKey" (the E2E Networks API key)`)
+		return nil, provider.NewTerminal(provider.CredentialsError, `the credentials Secret has no key "apiKey" (the E2E Networks API key)`)
 	}
 	token := strings.TrimSpace(string(cfg.Credentials["token"]))
 	if token == "" {
-		return nil, provider.NewTerminal(v1alpha1.ReasonCredentialsError, `the credentials Secret has no key "token" (the E2E Networks API token)`)
+		return nil, provider.NewTerminal(provider.CredentialsError, `the credentials Secret has no key "token" (the E2E Networks API token)`)
 	}
 	if strings.TrimSpace(cfg.Location) == "" {
-		return nil, provider.NewTerminal(v1alpha1.ReasonInvalidConfig, "spec.location (the E2E Networks region, e.g. Delhi) is required for type e2e")
+		return nil, provider.NewTerminal(provider.InvalidConfig, "spec.location (the E2E Networks region, e.g. Delhi) is required for type e2e")
 	}
 	endpoint := cfg.Endpoint
 	if endpoint == "" {
@@ -75,7 +74,7 @@ func New(cfg provider.Config) (provider.Driver, error) {
 	// The API key travels in the query: an endpoint with its own query
 	// would mix with it.
 	if u, _ := url.Parse(endpoint); u.RawQuery != "" || u.Fragment != "" {
-		return nil, provider.NewTerminal(v1alpha1.ReasonInvalidConfig, "spec.endpoint must not carry a query or fragment")
+		return nil, provider.NewTerminal(provider.InvalidConfig, "spec.endpoint must not carry a query or fragment")
 	}
 	q := url.Values{}
 	q.Set("apikey", apiKey)
@@ -152,7 +151,7 @@ func (d *Driver) Validate(req provider.Request) error {
 		return err
 	}
 	if _, ok := capabilities.Actions[req.Action]; !ok {
-		return provider.NewTerminal(v1alpha1.ReasonUnsupportedAction,
+		return provider.NewTerminal(provider.UnsupportedAction,
 			fmt.Sprintf("E2E Networks has no action %q; it supports: %s", req.Action, strings.Join(capabilities.Names(), ", ")))
 	}
 	if req.Action != "save_images" && req.Action != "rename" {
@@ -160,7 +159,7 @@ func (d *Driver) Validate(req provider.Request) error {
 	}
 	name := req.Parameters.Name
 	invalid := func(msg string) error {
-		return provider.NewTerminal(v1alpha1.ReasonInvalidParameters, req.Action+" needs spec.parameters.name "+msg)
+		return provider.NewTerminal(provider.InvalidParameters, req.Action+" needs spec.parameters.name "+msg)
 	}
 	switch {
 	case name == "":
@@ -175,7 +174,7 @@ func (d *Driver) Validate(req provider.Request) error {
 
 func validNode(id string) error {
 	if !nodeID.MatchString(id) {
-		return provider.NewTerminal(v1alpha1.ReasonInvalidNodeID,
+		return provider.NewTerminal(provider.InvalidNodeID,
 			fmt.Sprintf("E2E Networks node ids are positive integers; %q is not one", id))
 	}
 	return nil
@@ -211,12 +210,12 @@ func (d *Driver) Submit(ctx context.Context, req provider.Request) (provider.Sub
 		switch {
 		case refusal(pe) && strings.Contains(msg, "already in state"):
 			return provider.Submission{Request: req, StartedAt: time.Now(), Done: &provider.ActionStatus{
-				State: provider.StateSucceeded, Reason: v1alpha1.ReasonAlreadyInState, CompletedAt: time.Now(),
+				State: provider.StateSucceeded, Class: provider.AlreadyInState, CompletedAt: time.Now(),
 				Message: "E2E Networks changed nothing: " + pe.Message}}, nil
 		case refusal(pe) && strings.Contains(msg, "locked"):
 			// An administrative lock does not go away by waiting, whatever
 			// status code carries it.
-			pe.Kind, pe.Reason = provider.Terminal, v1alpha1.ReasonRejected
+			pe.Kind, pe.Class = provider.Terminal, provider.Rejected
 			pe.Message = "the node is locked (run unlock_vm first): " + pe.Message
 		}
 		return provider.Submission{}, pe
@@ -229,7 +228,7 @@ func (d *Driver) Submit(ctx context.Context, req provider.Request) (provider.Sub
 		sub.StartedAt = t
 	}
 	if unverifiable(req.Action) {
-		sub.Done = &provider.ActionStatus{State: provider.StateSucceeded, Reason: v1alpha1.ReasonAcceptedUnverified, CompletedAt: time.Now(),
+		sub.Done = &provider.ActionStatus{State: provider.StateSucceeded, Class: provider.Unverified, CompletedAt: time.Now(),
 			Message: fmt.Sprintf("E2E Networks accepted %s; the node shows nothing to verify it by", req.Action)}
 	}
 	return sub, nil
@@ -260,7 +259,7 @@ func (d *Driver) getNode(ctx context.Context, id string) (node, error) {
 	}
 	if err := json.Unmarshal(data, &n); err != nil || n.Status == "" {
 		// A read changed nothing: read again.
-		return n, provider.NewRetryable(v1alpha1.ReasonRetrying, fmt.Sprintf("cannot read node %s from E2E Networks' answer", id), 0)
+		return n, provider.NewRetryable(provider.Unavailable, fmt.Sprintf("cannot read node %s from E2E Networks' answer", id), 0)
 	}
 	return n, nil
 }
@@ -274,7 +273,7 @@ func (d *Driver) Status(ctx context.Context, sub provider.Submission) (provider.
 		return provider.ActionStatus{}, err
 	}
 	if unverifiable(sub.Action) {
-		return provider.ActionStatus{State: provider.StateSucceeded, Reason: v1alpha1.ReasonAcceptedUnverified,
+		return provider.ActionStatus{State: provider.StateSucceeded, Class: provider.Unverified,
 			Message: fmt.Sprintf("E2E Networks accepted %s; the node shows nothing to verify it by", sub.Action)}, nil
 	}
 	n, err := d.getNode(ctx, sub.NodeID)
@@ -282,25 +281,25 @@ func (d *Driver) Status(ctx context.Context, sub provider.Submission) (provider.
 		return provider.ActionStatus{}, err
 	}
 	if n.Status == statusFailed {
-		return provider.ActionStatus{State: provider.StateFailed, Reason: v1alpha1.ReasonProviderFailed, CompletedAt: time.Now(),
+		return provider.ActionStatus{State: provider.StateFailed, Class: provider.ActionFailed, CompletedAt: time.Now(),
 			Message: fmt.Sprintf("E2E Networks reports node %s status %q after %s", sub.NodeID, n.Status, sub.Action)}, nil
 	}
 	ok, want := shows(sub.Request, n)
 	switch {
 	case ok:
-		return provider.ActionStatus{State: provider.StateSucceeded, Reason: v1alpha1.ReasonCompleted, CompletedAt: time.Now(),
+		return provider.ActionStatus{State: provider.StateSucceeded, Class: provider.Completed, CompletedAt: time.Now(),
 			Message: fmt.Sprintf("node %s is %s: %s took effect", sub.NodeID, describe(sub.Action, n), sub.Action)}, nil
 	case want != "":
-		return provider.ActionStatus{State: provider.StateInProgress, Reason: v1alpha1.ReasonVerifying,
+		return provider.ActionStatus{State: provider.StateInProgress, Class: provider.Verifying,
 			Message: fmt.Sprintf("node %s is %s, not %s yet", sub.NodeID, describe(sub.Action, n), want)}, nil
 	}
 	// reboot, reinstall, save_images: wait for a stable status, but that
 	// proves only that the node is back, not that the action ran.
 	if n.Status == statusRunning || offStatuses[n.Status] {
-		return provider.ActionStatus{State: provider.StateSucceeded, Reason: v1alpha1.ReasonAcceptedUnverified, CompletedAt: time.Now(),
+		return provider.ActionStatus{State: provider.StateSucceeded, Class: provider.Unverified, CompletedAt: time.Now(),
 			Message: fmt.Sprintf("E2E Networks accepted %s and node %s is %q again; E2E shows no record that it ran", sub.Action, sub.NodeID, n.Status)}, nil
 	}
-	return provider.ActionStatus{State: provider.StateInProgress, Reason: v1alpha1.ReasonInProgress,
+	return provider.ActionStatus{State: provider.StateInProgress, Class: provider.InProgress,
 		Message: fmt.Sprintf("node %s is %q", sub.NodeID, n.Status)}, nil
 }
 

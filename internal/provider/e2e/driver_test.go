@@ -33,7 +33,7 @@ func configure(base string, creds fakecloud.Credentials) provider.Config {
 	}}
 }
 
-var unverified = []string{v1alpha1.ReasonAcceptedUnverified}
+var unverified = []provider.Class{provider.Unverified}
 
 func TestConformance(t *testing.T) {
 	drivertest.Run(t, drivertest.Harness{
@@ -55,17 +55,17 @@ func TestConformance(t *testing.T) {
 					t.Error("node still off after power_on")
 				}
 			}},
-			"reboot": {Reasons: unverified, Check: func(t *testing.T, vm fakecloud.VM) {
+			"reboot": {Classes: unverified, Check: func(t *testing.T, vm fakecloud.VM) {
 				if vm.Boots != 1 {
 					t.Errorf("boots = %d, want 1", vm.Boots)
 				}
 			}},
-			"reinstall": {Reasons: unverified, Check: func(t *testing.T, vm fakecloud.VM) {
+			"reinstall": {Classes: unverified, Check: func(t *testing.T, vm fakecloud.VM) {
 				if vm.Reinstalls != 1 {
 					t.Errorf("reinstalls = %d, want 1", vm.Reinstalls)
 				}
 			}},
-			"save_images": {Parameters: v1alpha1.ActionParameters{Name: "before-upgrade"}, Reasons: unverified,
+			"save_images": {Parameters: v1alpha1.ActionParameters{Name: "before-upgrade"}, Classes: unverified,
 				Check: func(t *testing.T, vm fakecloud.VM) {
 					if len(vm.Snapshots) != 1 || vm.Snapshots[0] != "before-upgrade" {
 						t.Errorf("saved images %v", vm.Snapshots)
@@ -88,12 +88,12 @@ func TestConformance(t *testing.T) {
 			}},
 			// The toggles end at once: nothing on the node shows them, so
 			// there is no effect to check when the driver says so.
-			"enable_recovery_mode":          {Reasons: unverified},
-			"disable_recovery_mode":         {Reasons: unverified, Prepare: flagOn("recovery_mode")},
-			"enable_accidental_protection":  {Reasons: unverified},
-			"disable_accidental_protection": {Reasons: unverified, Prepare: flagOn("accidental_protection")},
-			"enable_node_compliance":        {Reasons: unverified},
-			"disable_node_compliance":       {Reasons: unverified, Prepare: flagOn("node_compliance")},
+			"enable_recovery_mode":          {Classes: unverified},
+			"disable_recovery_mode":         {Classes: unverified, Prepare: flagOn("recovery_mode")},
+			"enable_accidental_protection":  {Classes: unverified},
+			"disable_accidental_protection": {Classes: unverified, Prepare: flagOn("accidental_protection")},
+			"enable_node_compliance":        {Classes: unverified},
+			"disable_node_compliance":       {Classes: unverified, Prepare: flagOn("node_compliance")},
 		},
 		Portable: map[string]string{
 			"power_on": "power_on", "shutdown": "power_off", "reboot": "reboot",
@@ -232,7 +232,7 @@ func TestDriverSendsPUTWithQuery(t *testing.T) {
 
 func TestUnknownProjectIsAuthFailed(t *testing.T) {
 	e := newEnv(t, func(c *provider.Config) { c.Project = "9999" })
-	if pe := asError(t, e.driver.Probe(context.Background())); pe.Reason != v1alpha1.ReasonAuthFailed || pe.Kind != provider.Terminal {
+	if pe := asError(t, e.driver.Probe(context.Background())); pe.Class != provider.AuthFailed || pe.Kind != provider.Terminal {
 		t.Errorf("got %v, want Terminal AuthFailed", pe)
 	}
 }
@@ -247,7 +247,7 @@ func TestAlreadyInState(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", req.Action, err)
 		}
-		if sub.Done == nil || sub.Done.State != provider.StateSucceeded || sub.Done.Reason != v1alpha1.ReasonAlreadyInState {
+		if sub.Done == nil || sub.Done.State != provider.StateSucceeded || sub.Done.Class != provider.AlreadyInState {
 			t.Errorf("%s: got %+v, want Succeeded AlreadyInState", req.Action, sub.Done)
 		} else if !strings.Contains(sub.Done.Message, "already in state") {
 			t.Errorf("%s: message %q does not carry the provider's words", req.Action, sub.Done.Message)
@@ -277,8 +277,8 @@ func TestRebootIsAcceptedUnverified(t *testing.T) {
 	}
 	e.finish()
 	st := status(t, e.driver, sub)
-	if st.State != provider.StateSucceeded || st.Reason != v1alpha1.ReasonAcceptedUnverified {
-		t.Errorf("got %s/%s, want Succeeded/AcceptedUnverified: a running node proves nothing about a reboot", st.State, st.Reason)
+	if st.State != provider.StateSucceeded || st.Class != provider.Unverified {
+		t.Errorf("got %s/%s, want Succeeded/AcceptedUnverified: a running node proves nothing about a reboot", st.State, st.Class)
 	}
 	if vm, _ := e.cloud.VM("7"); vm.Boots != 1 {
 		t.Errorf("boots = %d", vm.Boots)
@@ -302,11 +302,11 @@ func TestPowerOffProvenByTheNode(t *testing.T) {
 		subs = append(subs, sub)
 	}
 	e.finish()
-	if st := status(t, e.driver, subs[0]); st.State != provider.StateSucceeded || st.Reason != v1alpha1.ReasonCompleted {
+	if st := status(t, e.driver, subs[0]); st.State != provider.StateSucceeded || st.Class != provider.Completed {
 		t.Errorf("node 7 off: %+v, want Completed", st)
 	}
 	// The guest ignored the shutdown: the node is Running, so not done.
-	if st := status(t, e.driver, subs[1]); st.State != provider.StateInProgress || st.Reason != v1alpha1.ReasonVerifying || !strings.Contains(st.Message, "Running") {
+	if st := status(t, e.driver, subs[1]); st.State != provider.StateInProgress || st.Class != provider.Verifying || !strings.Contains(st.Message, "Running") {
 		t.Errorf("node 8 still running: %+v, want InProgress/Verifying", st)
 	}
 }
@@ -316,7 +316,7 @@ func TestLockedNodeRefusal(t *testing.T) {
 	e.cloud.AddVM(fakecloud.VM{ID: "7", Locked: true})
 	_, err := e.driver.Submit(context.Background(), provider.Request{NodeID: "7", Action: "reinstall"})
 	pe := asError(t, err)
-	if pe.Kind != provider.Terminal || pe.Reason != v1alpha1.ReasonRejected || !strings.Contains(pe.Message, "locked") {
+	if pe.Kind != provider.Terminal || pe.Class != provider.Rejected || !strings.Contains(pe.Message, "locked") {
 		t.Errorf("got %v, want Terminal Rejected about the lock", pe)
 	}
 	if n := e.cloud.ActionCalls("7"); n != 1 {
@@ -331,7 +331,7 @@ func TestLockedNodeRefusal(t *testing.T) {
 		t.Errorf("unlock_vm running: %+v", st)
 	}
 	e.finish()
-	if st := status(t, e.driver, sub); st.Reason != v1alpha1.ReasonCompleted {
+	if st := status(t, e.driver, sub); st.Class != provider.Completed {
 		t.Errorf("unlock_vm ended %+v", st)
 	}
 }
@@ -345,7 +345,7 @@ func TestLockRefusalIsTerminalWhateverTheStatus(t *testing.T) {
 		_, err := e.driver.Submit(context.Background(), provider.Request{NodeID: "7", Action: "reboot"})
 		return err
 	}())
-	if pe.Kind != provider.Terminal || pe.Reason != v1alpha1.ReasonRejected {
+	if pe.Kind != provider.Terminal || pe.Class != provider.Rejected {
 		t.Errorf("got %v, want Terminal Rejected", pe)
 	}
 }
@@ -357,7 +357,7 @@ func TestQuotaIsRateLimited(t *testing.T) {
 		Body: `{"errors": "Quota exceeded for this API key", "status_code": 429}`})
 	_, err := e.driver.Submit(context.Background(), provider.Request{NodeID: "7", Action: "reboot"})
 	pe := asError(t, err)
-	if pe.Kind != provider.Retryable || pe.Reason != v1alpha1.ReasonRateLimited || !strings.Contains(pe.Message, "Quota exceeded") {
+	if pe.Kind != provider.Retryable || pe.Class != provider.RateLimited || !strings.Contains(pe.Message, "Quota exceeded") {
 		t.Errorf("got %v, want Retryable RateLimited with the provider's words", pe)
 	}
 }
@@ -370,12 +370,12 @@ func TestFailedNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.finish()
-	if st := status(t, e.driver, sub); st.State != provider.StateFailed || st.Reason != v1alpha1.ReasonProviderFailed {
+	if st := status(t, e.driver, sub); st.State != provider.StateFailed || st.Class != provider.ActionFailed {
 		t.Errorf("got %+v, want Failed/ProviderFailed", st)
 	}
 	// A failed node is not evidence that a lost power_on was accepted.
 	_, err = e.driver.Lookup(context.Background(), provider.Request{NodeID: "7", Action: "power_on"}, time.Now())
-	if pe := asError(t, err); pe.Reason != v1alpha1.ReasonSubmissionUnknown {
+	if pe := asError(t, err); pe.Class != provider.SubmissionUnknown {
 		t.Errorf("Lookup on a failed node: %v", pe)
 	}
 }
@@ -409,12 +409,12 @@ func TestLookup(t *testing.T) {
 	}
 	// Node 8 is not named "other": nothing shows a rename.
 	found, err := e.driver.Lookup(ctx, provider.Request{NodeID: "8", Action: "rename", Parameters: v1alpha1.ActionParameters{Name: "other"}}, since)
-	if pe := asError(t, err); found != nil || pe.Reason != v1alpha1.ReasonSubmissionUnknown {
+	if pe := asError(t, err); found != nil || pe.Class != provider.SubmissionUnknown {
 		t.Errorf("rename not shown: %+v, %v", found, err)
 	}
 	for _, action := range []string{"reboot", "reinstall", "enable_node_compliance"} {
 		_, err := e.driver.Lookup(ctx, provider.Request{NodeID: "7", Action: action}, since)
-		if pe := asError(t, err); pe.Reason != v1alpha1.ReasonSubmissionUnknown || !strings.Contains(pe.Message, "no action history") {
+		if pe := asError(t, err); pe.Class != provider.SubmissionUnknown || !strings.Contains(pe.Message, "no action history") {
 			t.Errorf("%s: %v", action, pe)
 		}
 	}
@@ -441,18 +441,18 @@ func TestValidate(t *testing.T) {
 	e := newEnv(t, nil)
 	for _, tc := range []struct {
 		req    provider.Request
-		reason string
+		reason provider.Class
 	}{
-		{provider.Request{NodeID: "0", Action: "reboot"}, v1alpha1.ReasonInvalidNodeID},
-		{provider.Request{NodeID: "-1", Action: "reboot"}, v1alpha1.ReasonInvalidNodeID},
-		{provider.Request{NodeID: "12?apikey=x", Action: "reboot"}, v1alpha1.ReasonInvalidNodeID},
-		{provider.Request{NodeID: "7", Action: "save_images"}, v1alpha1.ReasonInvalidParameters},
-		{provider.Request{NodeID: "7", Action: "rename", Parameters: v1alpha1.ActionParameters{Name: " web"}}, v1alpha1.ReasonInvalidParameters},
-		{provider.Request{NodeID: "7", Action: "rename", Parameters: v1alpha1.ActionParameters{Name: strings.Repeat("é", 256)}}, v1alpha1.ReasonInvalidParameters},
-		{provider.Request{NodeID: "7", Action: "power_cycle"}, v1alpha1.ReasonUnsupportedAction},
+		{provider.Request{NodeID: "0", Action: "reboot"}, provider.InvalidNodeID},
+		{provider.Request{NodeID: "-1", Action: "reboot"}, provider.InvalidNodeID},
+		{provider.Request{NodeID: "12?apikey=x", Action: "reboot"}, provider.InvalidNodeID},
+		{provider.Request{NodeID: "7", Action: "save_images"}, provider.InvalidParameters},
+		{provider.Request{NodeID: "7", Action: "rename", Parameters: v1alpha1.ActionParameters{Name: " web"}}, provider.InvalidParameters},
+		{provider.Request{NodeID: "7", Action: "rename", Parameters: v1alpha1.ActionParameters{Name: strings.Repeat("é", 256)}}, provider.InvalidParameters},
+		{provider.Request{NodeID: "7", Action: "power_cycle"}, provider.UnsupportedAction},
 	} {
 		pe := asError(t, e.driver.Validate(tc.req))
-		if pe.Kind != provider.Terminal || pe.Reason != tc.reason {
+		if pe.Kind != provider.Terminal || pe.Class != tc.reason {
 			t.Errorf("%+v: got %v, want Terminal %s", tc.req, pe, tc.reason)
 		}
 	}
@@ -469,18 +469,18 @@ func TestNewNeedsCredentialsAndLocation(t *testing.T) {
 	client := &http.Client{}
 	for _, tc := range []struct {
 		cfg    provider.Config
-		reason string
+		reason provider.Class
 		names  string
 	}{
-		{provider.Config{Location: "Delhi", Credentials: map[string][]byte{"token": []byte("t")}}, v1alpha1.ReasonCredentialsError, `"apiKey"`},
-		{provider.Config{Location: "Delhi", Credentials: map[string][]byte{"apiKey": []byte("k")}}, v1alpha1.ReasonCredentialsError, `"token"`},
-		{provider.Config{Credentials: map[string][]byte{"apiKey": []byte("k"), "token": []byte("t")}}, v1alpha1.ReasonInvalidConfig, "spec.location"},
-		{provider.Config{Location: "Delhi", Endpoint: "http://api.example.com", Credentials: map[string][]byte{"apiKey": []byte("k"), "token": []byte("t")}}, v1alpha1.ReasonInvalidConfig, "https"},
+		{provider.Config{Location: "Delhi", Credentials: map[string][]byte{"token": []byte("t")}}, provider.CredentialsError, `"apiKey"`},
+		{provider.Config{Location: "Delhi", Credentials: map[string][]byte{"apiKey": []byte("k")}}, provider.CredentialsError, `"token"`},
+		{provider.Config{Credentials: map[string][]byte{"apiKey": []byte("k"), "token": []byte("t")}}, provider.InvalidConfig, "spec.location"},
+		{provider.Config{Location: "Delhi", Endpoint: "http://api.example.com", Credentials: map[string][]byte{"apiKey": []byte("k"), "token": []byte("t")}}, provider.InvalidConfig, "https"},
 	} {
 		tc.cfg.HTTPClient = client
 		_, err := e2e.New(tc.cfg)
 		pe := asError(t, err)
-		if pe.Kind != provider.Terminal || pe.Reason != tc.reason || !strings.Contains(pe.Message, tc.names) {
+		if pe.Kind != provider.Terminal || pe.Class != tc.reason || !strings.Contains(pe.Message, tc.names) {
 			t.Errorf("got %v, want Terminal %s naming %s", pe, tc.reason, tc.names)
 		}
 	}

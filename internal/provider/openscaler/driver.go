@@ -73,7 +73,7 @@ var _ provider.Driver = (*Driver)(nil)
 func New(cfg provider.Config) (provider.Driver, error) {
 	token := strings.TrimSpace(string(cfg.Credentials["token"]))
 	if token == "" {
-		return nil, provider.NewTerminal(v1alpha1.ReasonCredentialsError, `the credentials Secret has no key "token" (an OpenScaler access token)`)
+		return nil, provider.NewTerminal(provider.CredentialsError, `the credentials Secret has no key "token" (an OpenScaler access token)`)
 	}
 	endpoint := cfg.Endpoint
 	if endpoint == "" {
@@ -105,7 +105,7 @@ func (d *Driver) Probe(ctx context.Context) error {
 	}
 	e := statusError(resp, http.MethodGet)
 	if e.StatusCode == http.StatusNotFound {
-		e.Kind, e.Reason = provider.Terminal, v1alpha1.ReasonInvalidConfig
+		e.Kind, e.Class = provider.Terminal, provider.InvalidConfig
 		e.Message = "the endpoint has no OpenScaler API at /v1/vms: " + e.Message
 	}
 	return e
@@ -115,15 +115,15 @@ func (d *Driver) Probe(ctx context.Context) error {
 // action takes one, and silently ignoring one would mislead.
 func (d *Driver) Validate(req provider.Request) error {
 	if !vmID.MatchString(req.NodeID) {
-		return provider.NewTerminal(v1alpha1.ReasonInvalidNodeID,
+		return provider.NewTerminal(provider.InvalidNodeID,
 			fmt.Sprintf("OpenScaler VM ids are letters, digits and dashes; %q is not one", req.NodeID))
 	}
 	if _, ok := capabilities.Actions[req.Action]; !ok {
-		return provider.NewTerminal(v1alpha1.ReasonUnsupportedAction,
+		return provider.NewTerminal(provider.UnsupportedAction,
 			fmt.Sprintf("OpenScaler has no action %q; it supports: %s", req.Action, strings.Join(capabilities.Names(), ", ")))
 	}
 	if f := setParameter(req.Parameters); f != "" {
-		return provider.NewTerminal(v1alpha1.ReasonInvalidParameters,
+		return provider.NewTerminal(provider.InvalidParameters,
 			fmt.Sprintf("OpenScaler's %s takes no parameters; remove spec.parameters.%s", req.Action, f))
 	}
 	return nil
@@ -179,7 +179,7 @@ func (d *Driver) Submit(ctx context.Context, req provider.Request) (provider.Sub
 		// it changed nothing, and that is success.
 		if want, idempotent := targetState[req.Action]; idempotent {
 			if state, err := d.state(ctx, req.NodeID); err == nil && state == want {
-				sub.Done = &provider.ActionStatus{State: provider.StateSucceeded, Reason: v1alpha1.ReasonAlreadyInState, CompletedAt: time.Now(),
+				sub.Done = &provider.ActionStatus{State: provider.StateSucceeded, Class: provider.AlreadyInState, CompletedAt: time.Now(),
 					Message: fmt.Sprintf("OpenScaler refused %s (%s) and VM %s is already %s", req.Action, e.Message, req.NodeID, want)}
 				return sub, nil
 			}
@@ -188,7 +188,7 @@ func (d *Driver) Submit(ctx context.Context, req provider.Request) (provider.Sub
 	if code == http.StatusUnprocessableEntity {
 		// The synchronous call ran against the VM and did not do it; the VM
 		// was left as it was.
-		e.Kind, e.Reason = provider.Terminal, v1alpha1.ReasonProviderFailed
+		e.Kind, e.Class = provider.Terminal, provider.ActionFailed
 		e.Message = fmt.Sprintf("OpenScaler did not %s VM %s: %s", req.Action, req.NodeID, e.Message)
 	}
 	return provider.Submission{}, e
@@ -230,15 +230,15 @@ func (d *Driver) readBack(ctx context.Context, req provider.Request) (provider.A
 		return provider.ActionStatus{}, err
 	}
 	if state == want {
-		return provider.ActionStatus{State: provider.StateSucceeded, Reason: v1alpha1.ReasonCompleted, CompletedAt: time.Now(),
+		return provider.ActionStatus{State: provider.StateSucceeded, Class: provider.Completed, CompletedAt: time.Now(),
 			Message: fmt.Sprintf("VM %s is %s after OpenScaler's %s call", req.NodeID, state, req.Action)}, nil
 	}
 	if req.Action == "shutdown" {
-		return provider.ActionStatus{State: provider.StateInProgress, Reason: v1alpha1.ReasonInProgress,
+		return provider.ActionStatus{State: provider.StateInProgress, Class: provider.InProgress,
 			Message: fmt.Sprintf("VM %s is %s, not shutoff yet. OpenScaler's shutdown waits for the guest and gives up (408 or 500, or past the operator's request timeout) "+
 				"while the guest may still shut down; the operator is watching the VM state until it is shutoff", req.NodeID, state)}, nil
 	}
-	return provider.ActionStatus{State: provider.StateInProgress, Reason: v1alpha1.ReasonVerifying,
+	return provider.ActionStatus{State: provider.StateInProgress, Class: provider.Verifying,
 		Message: fmt.Sprintf("OpenScaler answered the %s call but VM %s is %s, not %s yet", req.Action, req.NodeID, state, want)}, nil
 }
 
@@ -247,7 +247,7 @@ func unverified(req provider.Request) provider.ActionStatus {
 	if req.Action == "reboot" {
 		how = "a reboot is a signal the guest may ignore, and the VM is running before and after"
 	}
-	return provider.ActionStatus{State: provider.StateSucceeded, Reason: v1alpha1.ReasonAcceptedUnverified, CompletedAt: time.Now(),
+	return provider.ActionStatus{State: provider.StateSucceeded, Class: provider.Unverified, CompletedAt: time.Now(),
 		Message: fmt.Sprintf("OpenScaler accepted the %s of VM %s; %s, so the API cannot show that it took effect", req.Action, req.NodeID, how)}
 }
 
@@ -272,7 +272,7 @@ func (d *Driver) Lookup(ctx context.Context, req provider.Request, since time.Ti
 			"OpenScaler keeps no action history and VM %s is %s, not %s: the lost %s may not have been received, or may still be running", req.NodeID, state, want, req.Action))
 	}
 	return &provider.Submission{Request: req, StartedAt: since, Done: &provider.ActionStatus{
-		State: provider.StateSucceeded, Reason: v1alpha1.ReasonCompleted, CompletedAt: time.Now(),
+		State: provider.StateSucceeded, Class: provider.Completed, CompletedAt: time.Now(),
 		Message: fmt.Sprintf("VM %s is %s, as the %s leaves it; OpenScaler keeps no action history, so the operator adopts the state", req.NodeID, state, req.Action),
 	}}, nil
 }
@@ -293,7 +293,7 @@ func (d *Driver) state(ctx context.Context, id string) (string, error) {
 		return "", err
 	}
 	if vm.State == "" {
-		return "", &provider.Error{Kind: provider.Retryable, Reason: v1alpha1.ReasonRetrying, StatusCode: resp.StatusCode,
+		return "", &provider.Error{Kind: provider.Retryable, Class: provider.Unavailable, StatusCode: resp.StatusCode,
 			Message: fmt.Sprintf("OpenScaler's answer for VM %s has no state", id)}
 	}
 	return vm.State, nil

@@ -36,7 +36,7 @@ func TestConformance(t *testing.T) {
 			t.Errorf("boots = %d, power %s; want 1 boot, on", vm.Boots, vm.Power)
 		}
 	}
-	unverified := []string{v1alpha1.ReasonAcceptedUnverified}
+	unverified := []provider.Class{provider.Unverified}
 	drivertest.Run(t, drivertest.Harness{
 		Type:      v1alpha1.ProviderOpenScaler,
 		New:       openscaler.New,
@@ -49,8 +49,8 @@ func TestConformance(t *testing.T) {
 			"start":     {Prepare: off, Check: power(fakecloud.PowerOn)},
 			"shutdown":  {Check: power(fakecloud.PowerOff)},
 			"power_off": {Check: power(fakecloud.PowerOff)},
-			"reboot":    {Check: booted, Reasons: unverified},
-			"reset":     {Check: booted, Reasons: unverified},
+			"reboot":    {Check: booted, Classes: unverified},
+			"reset":     {Check: booted, Classes: unverified},
 		},
 		Portable: map[string]string{
 			"power_on": "start", "shutdown": "shutdown", "power_off": "power_off", "reboot": "reboot", "power_cycle": "reset",
@@ -152,7 +152,7 @@ func TestShutdownTimeoutIsWatchedUntilShutoff(t *testing.T) {
 	}
 	e.clock.add(2 * fakecloud.OpenScalerShutdownTimeout)
 	st := e.status(t, sub)
-	if st.State != provider.StateSucceeded || st.Reason != v1alpha1.ReasonCompleted {
+	if st.State != provider.StateSucceeded || st.Class != provider.Completed {
 		t.Fatalf("after the guest went down: %+v", st)
 	}
 	if n := e.posts(); n != 1 {
@@ -180,7 +180,7 @@ func TestShutdownOutlastingTheRequestTimeoutIsWatched(t *testing.T) {
 		t.Fatalf("while the guest shuts down: %+v", st)
 	}
 	e.clock.add(2 * fakecloud.OpenScalerShutdownTimeout)
-	if st := e.status(t, sub); st.State != provider.StateSucceeded || st.Reason != v1alpha1.ReasonCompleted {
+	if st := e.status(t, sub); st.State != provider.StateSucceeded || st.Class != provider.Completed {
 		t.Fatalf("after the guest went down: %+v", st)
 	}
 	if n := e.posts(); n != 1 {
@@ -217,7 +217,7 @@ func TestShutdownAnswered500IsWatched(t *testing.T) {
 	if err != nil {
 		t.Fatalf("a shutdown answered 500 must not be an error: %v", err)
 	}
-	if st := e.status(t, sub); st.State != provider.StateSucceeded || st.Reason != v1alpha1.ReasonCompleted {
+	if st := e.status(t, sub); st.State != provider.StateSucceeded || st.Class != provider.Completed {
 		t.Fatalf("got %+v, want Completed", st)
 	}
 	if n := e.posts(); n != 1 {
@@ -248,7 +248,7 @@ func TestRebootIsAcceptedUnverified(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Submit: %v", err)
 	}
-	if sub.Done == nil || sub.Done.State != provider.StateSucceeded || sub.Done.Reason != v1alpha1.ReasonAcceptedUnverified {
+	if sub.Done == nil || sub.Done.State != provider.StateSucceeded || sub.Done.Class != provider.Unverified {
 		t.Fatalf("Done = %+v, want Succeeded/AcceptedUnverified", sub.Done)
 	}
 	if n := e.cloud.CountRequests(nil); n != 1 {
@@ -267,7 +267,7 @@ func TestAlreadyInState(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Submit: %v", err)
 			}
-			if sub.Done == nil || sub.Done.Reason != v1alpha1.ReasonAlreadyInState {
+			if sub.Done == nil || sub.Done.Class != provider.AlreadyInState {
 				t.Fatalf("Done = %+v, want AlreadyInState", sub.Done)
 			}
 			if n := e.posts(); n != 1 {
@@ -300,7 +300,7 @@ func TestLookupWhileShuttingDownIsUnknown(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := e.driver.Lookup(context.Background(), req, time.Now())
-	if pe := provider.AsError(err); pe == nil || pe.Reason != v1alpha1.ReasonSubmissionUnknown {
+	if pe := provider.AsError(err); pe == nil || pe.Class != provider.SubmissionUnknown {
 		t.Fatalf("got %v, want SubmissionUnknown while the VM is not shutoff", err)
 	}
 	e.clock.add(2 * fakecloud.OpenScalerShutdownTimeout)
@@ -320,7 +320,7 @@ func TestPowerOffOvertakesSlowShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatalf("power_off during a slow shutdown: %v", err)
 	}
-	if sub.Done == nil || sub.Done.Reason != v1alpha1.ReasonCompleted {
+	if sub.Done == nil || sub.Done.Class != provider.Completed {
 		t.Fatalf("Done = %+v, want Completed", sub.Done)
 	}
 }
@@ -335,7 +335,7 @@ func TestReadBackFailureLeavesItToStatus(t *testing.T) {
 	if sub.Done != nil {
 		t.Fatalf("Done = %+v without a read-back", sub.Done)
 	}
-	if st := e.status(t, sub); st.Reason != v1alpha1.ReasonCompleted {
+	if st := e.status(t, sub); st.Class != provider.Completed {
 		t.Fatalf("Status: %+v", st)
 	}
 }
@@ -344,15 +344,15 @@ func TestValidate(t *testing.T) {
 	e := newEnv(t, nil)
 	for _, tc := range []struct {
 		req    provider.Request
-		reason string
+		reason provider.Class
 		text   string
 	}{
-		{provider.Request{NodeID: "vm_7", Action: "reboot"}, v1alpha1.ReasonInvalidNodeID, "vm_7"},
-		{provider.Request{NodeID: vm, Action: "rename"}, v1alpha1.ReasonUnsupportedAction, "power_off"},
-		{provider.Request{NodeID: vm, Action: "start", Parameters: v1alpha1.ActionParameters{Image: "ubuntu"}}, v1alpha1.ReasonInvalidParameters, "spec.parameters.image"},
+		{provider.Request{NodeID: "vm_7", Action: "reboot"}, provider.InvalidNodeID, "vm_7"},
+		{provider.Request{NodeID: vm, Action: "rename"}, provider.UnsupportedAction, "power_off"},
+		{provider.Request{NodeID: vm, Action: "start", Parameters: v1alpha1.ActionParameters{Image: "ubuntu"}}, provider.InvalidParameters, "spec.parameters.image"},
 	} {
 		err := e.driver.Validate(tc.req)
-		if pe := provider.AsError(err); pe == nil || pe.Kind != provider.Terminal || pe.Reason != tc.reason || !strings.Contains(pe.Message, tc.text) {
+		if pe := provider.AsError(err); pe == nil || pe.Kind != provider.Terminal || pe.Class != tc.reason || !strings.Contains(pe.Message, tc.text) {
 			t.Errorf("%+v: got %v, want Terminal %s mentioning %q", tc.req, err, tc.reason, tc.text)
 		}
 	}
@@ -360,7 +360,7 @@ func TestValidate(t *testing.T) {
 
 func TestMissingToken(t *testing.T) {
 	_, err := openscaler.New(provider.Config{Credentials: map[string][]byte{"apiKey": []byte("x")}, HTTPClient: http.DefaultClient})
-	if pe := provider.AsError(err); pe == nil || pe.Reason != v1alpha1.ReasonCredentialsError || !strings.Contains(pe.Message, `"token"`) {
+	if pe := provider.AsError(err); pe == nil || pe.Class != provider.CredentialsError || !strings.Contains(pe.Message, `"token"`) {
 		t.Fatalf("got %v, want CredentialsError naming the key token", err)
 	}
 }

@@ -39,7 +39,7 @@ var drivers = map[v1alpha1.ProviderType]Entry{
 func Lookup(t v1alpha1.ProviderType) (Entry, error) {
 	e, ok := drivers[t]
 	if !ok {
-		return Entry{}, provider.NewTerminal(v1alpha1.ReasonInvalidConfig, fmt.Sprintf("no driver for provider type %q", t))
+		return Entry{}, provider.NewTerminal(provider.InvalidConfig, fmt.Sprintf("no driver for provider type %q", t))
 	}
 	return e, nil
 }

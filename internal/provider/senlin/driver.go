@@ -86,7 +86,7 @@ var (
 // is used as it is against spec.endpoint.
 func New(cfg provider.Config) (provider.Driver, error) {
 	if cfg.HTTPClient == nil {
-		return nil, provider.NewTerminal(v1alpha1.ReasonInvalidConfig, "no HTTP client configured")
+		return nil, provider.NewTerminal(provider.InvalidConfig, "no HTTP client configured")
 	}
 	auth, err := authOptions(cfg.Credentials)
 	if err != nil {
@@ -100,7 +100,7 @@ func New(cfg provider.Config) (provider.Driver, error) {
 	}
 	if cfg.AuthURL == "" {
 		if auth.TokenID == "" || auth.Scope != nil || d.override == "" {
-			return nil, provider.NewTerminal(v1alpha1.ReasonInvalidConfig,
+			return nil, provider.NewTerminal(provider.InvalidConfig,
 				"senlin needs spec.authURL (the Keystone identity URL), unless the Secret holds only a `token` and spec.endpoint is set")
 		}
 		d.pc = &gophercloud.ProviderClient{}
@@ -112,7 +112,7 @@ func New(cfg provider.Config) (provider.Driver, error) {
 		}
 		d.pc, err = openstack.NewClient(cfg.AuthURL)
 		if err != nil {
-			return nil, provider.NewTerminal(v1alpha1.ReasonInvalidConfig, "spec.authURL: "+provider.Redact(err.Error()))
+			return nil, provider.NewTerminal(provider.InvalidConfig, "spec.authURL: "+provider.Redact(err.Error()))
 		}
 		auth.IdentityEndpoint = cfg.AuthURL
 		d.auth = &auth
@@ -136,7 +136,7 @@ func authOptions(creds map[string][]byte) (gophercloud.AuthOptions, error) {
 		}
 		return "Default"
 	}
-	credErr := func(msg string) error { return provider.NewTerminal(v1alpha1.ReasonCredentialsError, msg) }
+	credErr := func(msg string) error { return provider.NewTerminal(provider.CredentialsError, msg) }
 	missing := func(key, with string) error {
 		return credErr(fmt.Sprintf("the credentials Secret has no key %q (needed with %s)", key, with))
 	}
@@ -222,7 +222,7 @@ func (d *Driver) service(ctx context.Context) (*gophercloud.ServiceClient, error
 				if d.region != "" {
 					where = fmt.Sprintf("region %q", d.region)
 				}
-				return nil, provider.NewTerminal(v1alpha1.ReasonInvalidConfig, fmt.Sprintf(
+				return nil, provider.NewTerminal(provider.InvalidConfig, fmt.Sprintf(
 					"the Keystone catalog has no public %q (Senlin) endpoint in %s: set spec.region, or spec.endpoint", serviceType, where))
 			}
 			if err := provider.CheckEndpoint(ep); err != nil {
@@ -287,9 +287,29 @@ var capabilities = provider.Capabilities{
 		"recover": {RepeatableIf: recoverRepeatable},
 	},
 	Portable: map[string]provider.Native{
-		"reboot":      {Action: "recover", Recover: &v1alpha1.RecoverParameters{Operation: "REBOOT", RebootType: "SOFT"}},
-		"power_cycle": {Action: "recover", Recover: &v1alpha1.RecoverParameters{Operation: "REBOOT", RebootType: "HARD"}},
+		"reboot":      {Action: "recover", Implies: recoverReboot("SOFT")},
+		"power_cycle": {Action: "recover", Implies: recoverReboot("HARD")},
 	},
+	DescribeFunc: describe,
+}
+
+// recoverReboot is what the portable reboot (SOFT) and power_cycle (HARD) mean here.
+func recoverReboot(rebootType string) func(*v1alpha1.ActionParameters) {
+	return func(p *v1alpha1.ActionParameters) {
+		p.Recover = &v1alpha1.RecoverParameters{Operation: "REBOOT", RebootType: rebootType}
+	}
+}
+
+// describe names the action with its operation ("recover REBOOT SOFT").
+func describe(r provider.Request) string {
+	if r.Action != "recover" || r.Parameters.Recover == nil {
+		return r.Action
+	}
+	op := strings.ToUpper(r.Parameters.Recover.Operation)
+	if op == "REBOOT" {
+		return "recover REBOOT " + rebootType(r.Parameters.Recover.RebootType)
+	}
+	return "recover " + op
 }
 
 // recoverRepeatable: a recover REBOOT may be submitted again after Senlin
@@ -305,7 +325,7 @@ func (d *Driver) Probe(ctx context.Context) error {
 	}
 	_, err := d.do(ctx, http.MethodGet, baseMicroversion, []string{"v1", "actions"}, url.Values{"limit": {"1"}}, nil, &out, http.StatusOK)
 	if pe := provider.AsError(err); pe != nil && pe.StatusCode == http.StatusNotFound {
-		return provider.NewTerminal(v1alpha1.ReasonInvalidConfig,
+		return provider.NewTerminal(provider.InvalidConfig,
 			fmt.Sprintf("no Senlin API at %s: GET /v1/actions answered 404", provider.Redact(d.Endpoint())))
 	}
 	return err
@@ -314,7 +334,7 @@ func (d *Driver) Probe(ctx context.Context) error {
 // Validate checks the node id and the recover parameters.
 func (d *Driver) Validate(req provider.Request) error {
 	if !nodeRef.MatchString(req.NodeID) {
-		return provider.NewTerminal(v1alpha1.ReasonInvalidNodeID, fmt.Sprintf(
+		return provider.NewTerminal(provider.InvalidNodeID, fmt.Sprintf(
 			"Senlin node ids are UUIDs (a node's unique name or short id also works, made of letters, digits, '.', '_', '~' and '-'); %q is not one", req.NodeID))
 	}
 	switch req.Action {
@@ -323,11 +343,11 @@ func (d *Driver) Validate(req provider.Request) error {
 	case "recover":
 		return validateRecover(req.Parameters.Recover)
 	}
-	return provider.NewTerminal(v1alpha1.ReasonUnsupportedAction, fmt.Sprintf("Senlin has no node action %q; it has check and recover", req.Action))
+	return provider.NewTerminal(provider.UnsupportedAction, fmt.Sprintf("Senlin has no node action %q; it has check and recover", req.Action))
 }
 
 func validateRecover(r *v1alpha1.RecoverParameters) error {
-	invalid := func(msg string) error { return provider.NewTerminal(v1alpha1.ReasonInvalidParameters, msg) }
+	invalid := func(msg string) error { return provider.NewTerminal(provider.InvalidParameters, msg) }
 	if r == nil || r.Operation == "" {
 		return invalid("recover needs spec.parameters.recover.operation (REBOOT, REBUILD or RECREATE)")
 	}
@@ -413,7 +433,7 @@ func (d *Driver) Submit(ctx context.Context, req provider.Request) (provider.Sub
 		id = path.Base(header.Get("Location"))
 	}
 	if !actionID.MatchString(id) {
-		return provider.Submission{}, provider.NewAmbiguous(fmt.Sprintf("Senlin accepted %s but named no action (%q)", provider.Describe(req), id))
+		return provider.Submission{}, provider.NewAmbiguous(fmt.Sprintf("Senlin accepted %s but named no action (%q)", describe(req), id))
 	}
 	return provider.Submission{Request: req, ActionID: id, StartedAt: time.Now()}, nil
 }
@@ -455,14 +475,14 @@ func (a action) created() (time.Time, bool) {
 // Status reads the action: SUCCEEDED is done, FAILED and CANCELLED failed.
 func (d *Driver) Status(ctx context.Context, sub provider.Submission) (provider.ActionStatus, error) {
 	if !actionID.MatchString(sub.ActionID) {
-		return provider.ActionStatus{}, provider.NewTerminal(v1alpha1.ReasonProviderFailed, fmt.Sprintf("%q is not a Senlin action id", sub.ActionID))
+		return provider.ActionStatus{}, provider.NewTerminal(provider.ActionFailed, fmt.Sprintf("%q is not a Senlin action id", sub.ActionID))
 	}
 	var out struct {
 		Action action `json:"action"`
 	}
 	if _, err := d.do(ctx, http.MethodGet, baseMicroversion, []string{"v1", "actions", sub.ActionID}, nil, nil, &out, http.StatusOK); err != nil {
 		if pe := provider.AsError(err); pe.StatusCode == http.StatusNotFound {
-			return provider.ActionStatus{}, provider.NewTerminal(v1alpha1.ReasonProviderFailed, fmt.Sprintf("Senlin no longer knows action %s", sub.ActionID))
+			return provider.ActionStatus{}, provider.NewTerminal(provider.ActionFailed, fmt.Sprintf("Senlin no longer knows action %s", sub.ActionID))
 		}
 		return provider.ActionStatus{}, err
 	}
@@ -470,7 +490,7 @@ func (d *Driver) Status(ctx context.Context, sub provider.Submission) (provider.
 }
 
 func statusOf(sub provider.Submission, a action) provider.ActionStatus {
-	what := fmt.Sprintf("Senlin action %s (%s)", sub.ActionID, provider.Describe(sub.Request))
+	what := fmt.Sprintf("Senlin action %s (%s)", sub.ActionID, describe(sub.Request))
 	reason := a.StatusReason
 	if reason == "" {
 		reason = "no reason given"
@@ -481,9 +501,9 @@ func statusOf(sub provider.Submission, a action) provider.ActionStatus {
 		if r := sub.Parameters.Recover; sub.Action == "recover" && r != nil && r.Check != nil && *r.Check {
 			msg += " (with check, Senlin leaves a node that is already ACTIVE as it is)"
 		}
-		return provider.ActionStatus{State: provider.StateSucceeded, Reason: v1alpha1.ReasonCompleted, Message: msg, CompletedAt: epoch(a.EndTime)}
+		return provider.ActionStatus{State: provider.StateSucceeded, Class: provider.Completed, Message: msg, CompletedAt: epoch(a.EndTime)}
 	case "FAILED", "CANCELLED":
-		return provider.ActionStatus{State: provider.StateFailed, Reason: v1alpha1.ReasonProviderFailed, CompletedAt: epoch(a.EndTime),
+		return provider.ActionStatus{State: provider.StateFailed, Class: provider.ActionFailed, CompletedAt: epoch(a.EndTime),
 			Message: fmt.Sprintf("%s %s: %s", what, a.Status, reason)}
 	}
 	msg := fmt.Sprintf("%s is %s", what, a.Status)
@@ -587,7 +607,7 @@ func classify(err error, method string) error {
 	if errors.As(err, &pe) {
 		return pe
 	}
-	e := &provider.Error{Kind: provider.Retryable, Reason: v1alpha1.ReasonRetrying,
+	e := &provider.Error{Kind: provider.Retryable, Class: provider.Unavailable,
 		Message: "cannot read Senlin's answer: " + provider.Redact(err.Error()), Err: err}
 	if method != http.MethodGet {
 		e.Kind = provider.Ambiguous // the request may have had its effect
@@ -631,7 +651,7 @@ func senlinError(code *gophercloud.ErrUnexpectedResponseCode, method string, err
 	e := provider.StatusError(code.Actual, code.ResponseHeader, method, provider.Redact(msg))
 	e.Err = err
 	if code.Actual == http.StatusConflict && env.Error.Type != "" && !busy[env.Error.Type] {
-		e.Kind, e.Reason = provider.Terminal, v1alpha1.ReasonRejected
+		e.Kind, e.Class = provider.Terminal, provider.Rejected
 	}
 	return e
 }
@@ -650,16 +670,16 @@ func keystoneError(err error) error {
 		if msg == "" {
 			msg = http.StatusText(code.Actual)
 		}
-		terminal := func(reason, text string) error {
-			return &provider.Error{Kind: provider.Terminal, Reason: reason, StatusCode: code.Actual, Message: text, Err: err}
+		terminal := func(class provider.Class, text string) error {
+			return &provider.Error{Kind: provider.Terminal, Class: class, StatusCode: code.Actual, Message: text, Err: err}
 		}
 		switch code.Actual {
 		case http.StatusUnauthorized, http.StatusForbidden:
-			return terminal(v1alpha1.ReasonAuthFailed, "Keystone refused the credentials: "+msg)
+			return terminal(provider.AuthFailed, "Keystone refused the credentials: "+msg)
 		case http.StatusBadRequest:
-			return terminal(v1alpha1.ReasonCredentialsError, "Keystone refused the authentication request: "+msg)
+			return terminal(provider.CredentialsError, "Keystone refused the authentication request: "+msg)
 		case http.StatusNotFound:
-			return terminal(v1alpha1.ReasonInvalidConfig, "Keystone answered 404: spec.authURL must be the identity URL, such as https://keystone.example.com/v3")
+			return terminal(provider.InvalidConfig, "Keystone answered 404: spec.authURL must be the identity URL, such as https://keystone.example.com/v3")
 		}
 		e := provider.StatusError(code.Actual, code.ResponseHeader, http.MethodGet, "Keystone: "+msg)
 		e.Err = err
@@ -676,8 +696,8 @@ func keystoneError(err error) error {
 	}
 	var ue *url.Error
 	if errors.As(err, &ue) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return &provider.Error{Kind: provider.Retryable, Reason: v1alpha1.ReasonRetrying, Message: "Keystone: " + provider.Redact(err.Error()), Err: err}
+		return &provider.Error{Kind: provider.Retryable, Class: provider.Unavailable, Message: "Keystone: " + provider.Redact(err.Error()), Err: err}
 	}
-	return &provider.Error{Kind: provider.Terminal, Reason: v1alpha1.ReasonInvalidConfig,
+	return &provider.Error{Kind: provider.Terminal, Class: provider.InvalidConfig,
 		Message: "cannot authenticate with Keystone: " + provider.Redact(err.Error()), Err: err}
 }

@@ -144,10 +144,10 @@ func (e *env) count(skin, method, pathPart string) int {
 	})
 }
 
-func expectError(t *testing.T, err error, kind provider.Kind, reason string) *provider.Error {
+func expectError(t *testing.T, err error, kind provider.Kind, reason provider.Class) *provider.Error {
 	t.Helper()
 	pe := provider.AsError(err)
-	if pe == nil || pe.Kind != kind || pe.Reason != reason {
+	if pe == nil || pe.Kind != kind || pe.Class != reason {
 		t.Fatalf("got %v, want a %s %s error", err, kind, reason)
 	}
 	return pe
@@ -217,7 +217,7 @@ func TestBadApplicationCredential(t *testing.T) {
 	d := e.driver(t, provider.Config{AuthURL: e.base + "/identity/v3", Credentials: map[string][]byte{
 		"applicationCredentialID": []byte("demo-app-cred"), "applicationCredentialSecret": []byte("wrong"),
 	}})
-	pe := expectError(t, d.Probe(context.Background()), provider.Terminal, v1alpha1.ReasonAuthFailed)
+	pe := expectError(t, d.Probe(context.Background()), provider.Terminal, provider.AuthFailed)
 	if strings.Contains(pe.Error(), "wrong") {
 		t.Errorf("error shows the secret: %v", pe)
 	}
@@ -244,7 +244,7 @@ func TestCredentialsErrors(t *testing.T) {
 				creds[k] = []byte(v)
 			}
 			_, err := senlin.New(provider.Config{AuthURL: "https://keystone.example.com/v3", Credentials: creds, HTTPClient: http.DefaultClient})
-			pe := expectError(t, err, provider.Terminal, v1alpha1.ReasonCredentialsError)
+			pe := expectError(t, err, provider.Terminal, provider.CredentialsError)
 			for _, n := range tc.names {
 				if !strings.Contains(pe.Message, n) {
 					t.Errorf("message %q does not name %s", pe.Message, n)
@@ -268,7 +268,7 @@ func TestNewMakesNoRequest(t *testing.T) {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	expectError(t, d.Probe(context.Background()), provider.Retryable, v1alpha1.ReasonRetrying)
+	expectError(t, d.Probe(context.Background()), provider.Retryable, provider.Unavailable)
 }
 
 func TestCatalogEndpoint(t *testing.T) {
@@ -286,7 +286,7 @@ func TestCatalogEndpoint(t *testing.T) {
 	}
 
 	other := e.driver(t, provider.Config{AuthURL: e.base + "/identity/v3", Region: "RegionTwo", Credentials: passwordCreds(fakecloud.DefaultCredentials())})
-	pe := expectError(t, other.Probe(context.Background()), provider.Terminal, v1alpha1.ReasonInvalidConfig)
+	pe := expectError(t, other.Probe(context.Background()), provider.Terminal, provider.InvalidConfig)
 	if !strings.Contains(pe.Message, `"RegionTwo"`) {
 		t.Errorf("message %q does not name the region", pe.Message)
 	}
@@ -331,7 +331,7 @@ func TestTokenWithoutKeystone(t *testing.T) {
 	}
 
 	_, err := senlin.New(provider.Config{Credentials: passwordCreds(fakecloud.DefaultCredentials()), HTTPClient: http.DefaultClient})
-	expectError(t, err, provider.Terminal, v1alpha1.ReasonInvalidConfig)
+	expectError(t, err, provider.Terminal, provider.InvalidConfig)
 }
 
 func TestRequestBodies(t *testing.T) {
@@ -363,8 +363,8 @@ func TestRequestBodies(t *testing.T) {
 			e.cloud.AddVM(fakecloud.VM{ID: nodeID(1)})
 			d := e.driver(t, configure(e.base, fakecloud.DefaultCredentials()))
 			tc.req.NodeID = nodeID(1)
-			if st := runToEnd(t, d, tc.req); st.State != provider.StateSucceeded || st.Reason != v1alpha1.ReasonCompleted {
-				t.Fatalf("ended %s/%s: %s", st.State, st.Reason, st.Message)
+			if st := runToEnd(t, d, tc.req); st.State != provider.StateSucceeded || st.Class != provider.Completed {
+				t.Fatalf("ended %s/%s: %s", st.State, st.Class, st.Message)
 			}
 			posts := e.posts()
 			if len(posts) != 1 {
@@ -415,7 +415,7 @@ func TestValidate(t *testing.T) {
 	}
 	for _, id := range []string{"", "a/b", "..", ".hidden", "a b", "%2F", "a?b=c", strings.Repeat("a", 256)} {
 		_, err := d.Submit(context.Background(), provider.Request{NodeID: id, Action: "check"})
-		expectError(t, err, provider.Terminal, v1alpha1.ReasonInvalidNodeID)
+		expectError(t, err, provider.Terminal, provider.InvalidNodeID)
 	}
 	bad := map[string]*v1alpha1.RecoverParameters{
 		"spec.parameters.recover.operation":     {Operation: "RESET"},
@@ -425,11 +425,11 @@ func TestValidate(t *testing.T) {
 	}
 	for want, r := range bad {
 		err := d.Validate(provider.Request{NodeID: nodeID(1), Action: "recover", Parameters: v1alpha1.ActionParameters{Recover: r}})
-		if pe := expectError(t, err, provider.Terminal, v1alpha1.ReasonInvalidParameters); !strings.Contains(pe.Message, want) {
+		if pe := expectError(t, err, provider.Terminal, provider.InvalidParameters); !strings.Contains(pe.Message, want) {
 			t.Errorf("message %q does not say %q", pe.Message, want)
 		}
 	}
-	expectError(t, d.Validate(provider.Request{NodeID: nodeID(1), Action: "reboot"}), provider.Terminal, v1alpha1.ReasonUnsupportedAction)
+	expectError(t, d.Validate(provider.Request{NodeID: nodeID(1), Action: "reboot"}), provider.Terminal, provider.UnsupportedAction)
 }
 
 func TestRepeatable(t *testing.T) {
@@ -441,7 +441,7 @@ func TestRepeatable(t *testing.T) {
 		{Action: "recover", Parameters: recoverParams("RECREATE", "")}:   false,
 	} {
 		if got := caps.Repeatable(*req); got != want {
-			t.Errorf("Repeatable(%s) = %v", provider.Describe(*req), got)
+			t.Errorf("Repeatable(%s) = %v", caps.Describe(*req), got)
 		}
 	}
 }
@@ -478,7 +478,7 @@ func TestBusyNode(t *testing.T) {
 	}
 	// READY: another action conflicts with it.
 	_, err = d.Submit(ctx, provider.Request{NodeID: nodeID(1), Action: "check"})
-	if pe := expectError(t, err, provider.Retryable, v1alpha1.ReasonProviderBusy); !strings.Contains(pe.Message, "conflicts with the following action(s): "+sub.ActionID) {
+	if pe := expectError(t, err, provider.Retryable, provider.Busy); !strings.Contains(pe.Message, "conflicts with the following action(s): "+sub.ActionID) {
 		t.Errorf("message %q", pe.Message)
 	}
 	// RUNNING: the node is locked.
@@ -488,7 +488,7 @@ func TestBusyNode(t *testing.T) {
 		t.Fatalf("Status: %+v, %v", st, err)
 	}
 	_, err = d.Submit(ctx, first)
-	if pe := expectError(t, err, provider.Retryable, v1alpha1.ReasonProviderBusy); !strings.Contains(pe.Message, "already locked") {
+	if pe := expectError(t, err, provider.Retryable, provider.Busy); !strings.Contains(pe.Message, "already locked") {
 		t.Errorf("message %q", pe.Message)
 	}
 	if n := e.cloud.AcceptedActions(nodeID(1)); n != 1 {
@@ -528,7 +528,7 @@ func TestExpiredTokenIsRenewed(t *testing.T) {
 	e.cloud.SetCredentials(creds)
 	clk.Add(time.Minute)
 	_, err := d.Submit(ctx, req)
-	expectError(t, err, provider.Terminal, v1alpha1.ReasonAuthFailed)
+	expectError(t, err, provider.Terminal, provider.AuthFailed)
 }
 
 func TestKeystoneFailureIsNotAmbiguous(t *testing.T) {
@@ -538,7 +538,7 @@ func TestKeystoneFailureIsNotAmbiguous(t *testing.T) {
 	for _, mode := range []fakecloud.FaultMode{fakecloud.AcceptThenFail, fakecloud.AcceptThenDrop} {
 		e.cloud.InjectFault(fakecloud.Fault{Skin: "keystone", Mode: mode, Status: http.StatusBadGateway, Times: 1})
 		_, err := d.Submit(context.Background(), provider.Request{NodeID: nodeID(1), Action: "check"})
-		expectError(t, err, provider.Retryable, v1alpha1.ReasonRetrying)
+		expectError(t, err, provider.Retryable, provider.Unavailable)
 	}
 	if n := e.cloud.ActionCalls(nodeID(1)); n != 0 {
 		t.Errorf("%d action calls, want 0", n)
@@ -570,7 +570,7 @@ func TestNodeByNameAndShortID(t *testing.T) {
 	}
 
 	_, err = d.Submit(ctx, provider.Request{NodeID: "twin", Action: "check"})
-	if pe := expectError(t, err, provider.Terminal, v1alpha1.ReasonRejected); !strings.Contains(pe.Message, "Multiple results found") {
+	if pe := expectError(t, err, provider.Terminal, provider.Rejected); !strings.Contains(pe.Message, "Multiple results found") {
 		t.Errorf("message %q", pe.Message)
 	}
 }
@@ -625,7 +625,7 @@ func TestCancelledAction(t *testing.T) {
 		t.Fatalf("cancel answered %d", resp.StatusCode)
 	}
 	st, err := d.Status(ctx, sub)
-	if err != nil || st.State != provider.StateFailed || st.Reason != v1alpha1.ReasonProviderFailed ||
+	if err != nil || st.State != provider.StateFailed || st.Class != provider.ActionFailed ||
 		!strings.Contains(st.Message, "CANCELLED: Action execution cancelled") {
 		t.Fatalf("Status: %+v, %v", st, err)
 	}
@@ -635,5 +635,5 @@ func TestUnknownAction(t *testing.T) {
 	e := newEnv(t, fakecloud.Options{})
 	d := e.driver(t, configure(e.base, fakecloud.DefaultCredentials()))
 	_, err := d.Status(context.Background(), provider.Submission{ActionID: "0f000000-0000-4000-8000-000000000000"})
-	expectError(t, err, provider.Terminal, v1alpha1.ReasonProviderFailed)
+	expectError(t, err, provider.Terminal, provider.ActionFailed)
 }

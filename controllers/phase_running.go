@@ -1,0 +1,112 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/nodeaction/nodeaction-operator/api/v1alpha1"
+	"github.com/nodeaction/nodeaction-operator/internal/provider"
+)
+
+// handleRunning polls a running action until the provider reports its end.
+func (s *step) handleRunning(ctx context.Context, t target) (ctrl.Result, error) {
+	na := s.na
+	st := &na.Status
+	if next, ok := s.r.polls.Load(client.ObjectKeyFromObject(na)); ok {
+		if wait := next.(time.Time).Sub(s.now); wait > 0 {
+			return s.bound(ctrl.Result{RequeueAfter: wait}), nil
+		}
+	}
+	sub := provider.Submission{Request: t.req, ActionID: st.ProviderActionID}
+	switch {
+	case st.ProviderStartTime != nil:
+		sub.StartedAt = st.ProviderStartTime.Time
+	case st.SubmittedAt != nil:
+		sub.StartedAt = st.SubmittedAt.Time
+	}
+	as, err := s.r.fleet.status(ctx, t.provider.UID, t.driver, sub, s.now)
+	if err != nil {
+		pe := provider.AsError(err)
+		if pe.Kind == provider.Terminal {
+			s.end(failure(reasonFor(pe.Class), fmt.Sprintf("following %s: %s", st.ProviderAction, describeError(pe))))
+			return ctrl.Result{}, nil
+		}
+		wait := max(pe.RetryAfter, s.schedulePoll(t))
+		progress(na, v1alpha1.PhaseRunning, reasonFor(pe.Class), fmt.Sprintf("reading the action's status failed (%s); trying again", describeError(pe)))
+		return s.bound(ctrl.Result{RequeueAfter: wait}), nil
+	}
+	switch as.State {
+	case provider.StateSucceeded:
+		s.end(outcomeOf(as))
+		return ctrl.Result{}, nil
+	case provider.StateFailed:
+		return s.failed(ctx, t, as), nil
+	}
+	if s.escalationDue() {
+		return s.escalate(ctx, t)
+	}
+	progress(na, v1alpha1.PhaseRunning, reasonFor(as.Class), as.Message)
+	return s.bound(ctrl.Result{RequeueAfter: s.schedulePoll(t)}), nil
+}
+
+// failed handles a provider-reported failure: retry within backoffLimit
+// when the action is safe to repeat, else fail.
+func (s *step) failed(_ context.Context, t target, as provider.ActionStatus) ctrl.Result {
+	na := s.na
+	st := &na.Status
+	limit := int32(0)
+	if na.Spec.BackoffLimit != nil {
+		limit = *na.Spec.BackoffLimit
+	}
+	repeatable := t.driver.Capabilities().Repeatable(t.req)
+	if st.FailedAttempts < limit && repeatable {
+		st.FailedAttempts++
+		wait := backoff(st.FailedAttempts)
+		msg := fmt.Sprintf("%s; retrying (%d of %d) in %s", as.Message, st.FailedAttempts, limit, wait.Round(100*time.Millisecond))
+		s.event(corev1.EventTypeWarning, v1alpha1.ReasonRetrying, "Retry", "%s", msg)
+		removeCondition(na, v1alpha1.ConditionSubmitted)
+		progress(na, v1alpha1.PhasePending, v1alpha1.ReasonRetrying, msg)
+		return s.bound(ctrl.Result{RequeueAfter: wait})
+	}
+	o := outcomeOf(as)
+	if limit > 0 && st.FailedAttempts >= limit {
+		o.reason = v1alpha1.ReasonBackoffLimitExceeded
+		o.message = fmt.Sprintf("%s (backoffLimit %d reached)", as.Message, limit)
+	} else if limit > 0 && !repeatable {
+		o.message += fmt.Sprintf(" (not retried: %s is not safe to repeat)", t.req.Action)
+	}
+	s.end(o)
+	return ctrl.Result{}
+}
+
+// escalationDue: a shutdown that has not powered the VM off in time.
+func (s *step) escalationDue() bool {
+	esc := s.na.Spec.Escalation
+	st := s.na.Status
+	return esc != nil && st.EscalatedAt == nil && st.SubmittedAt != nil &&
+		!s.now.Before(st.SubmittedAt.Add(time.Duration(esc.PowerOffAfterSeconds)*time.Second))
+}
+
+// escalate follows the shutdown with power_off, through the same
+// record-intent-then-call path as the first submission.
+func (s *step) escalate(ctx context.Context, t target) (ctrl.Result, error) {
+	na := s.na
+	req, err := provider.Resolve(t.driver.Capabilities(), na.Spec.NodeID, "power_off", nil)
+	if err != nil {
+		msg := fmt.Sprintf("shutdown has not powered the VM off after %ds, and %s has no hard power_off to escalate to",
+			na.Spec.Escalation.PowerOffAfterSeconds, t.provider.Spec.Type)
+		na.Status.EscalatedAt = ptrTime(s.metaNow())
+		progress(na, v1alpha1.PhaseRunning, v1alpha1.ReasonInProgress, msg)
+		return s.bound(ctrl.Result{RequeueAfter: s.schedulePoll(t)}), nil
+	}
+	na.Status.EscalatedAt = ptrTime(s.metaNow())
+	s.event(corev1.EventTypeWarning, v1alpha1.ReasonEscalated, "Escalate",
+		"shutdown has not powered the VM off after %ds; sending power_off", na.Spec.Escalation.PowerOffAfterSeconds)
+	t.req = req
+	return s.handlePending(ctx, t)
+}
