@@ -58,13 +58,24 @@ controlplane: ## Build kube-apiserver, etcd and kubectl from Go modules into bin
 TEST_LOG ?= bin/test.log
 # Lines of the verbose test log worth seeing live: package results, failures
 # and the fault tests' counts. The whole log stays in $(TEST_LOG).
-TEST_SHOW = '^(ok |FAIL|panic:|--- FAIL)|^\s+--- FAIL|(kill test|fault matrix|leader election|fleet polling):'
+TEST_SHOW = '^(ok |FAIL|panic:|--- FAIL)|^\s+--- FAIL|(kill test|fault matrix|leader election|fleet polling)( \([^)]*\))?:'
 
+# The conformance suite, the fault matrix and the kill test run in each
+# fakecloud test world (internal/fakecloud/testworlds.go): FAKECLOUD_ADVERSARIAL=1
+# adds the faithful world and the adversarial seeds, FAKECLOUD_SEED=N runs
+# only seed N (how a failure that names its seed is repeated).
 .PHONY: test
 test: verify-generated vet controlplane kustomize ## Unit tests and the envtest suite against a real kube-apiserver and etcd.
 	@mkdir -p $(dir $(TEST_LOG))
 	go test $(GOTEST_FLAGS) ./... -count=1 -timeout 30m -v 2>&1 | tee $(TEST_LOG) | { grep --line-buffered -E $(TEST_SHOW) || true; } \
 	  || { echo "--- failures (whole log: $(TEST_LOG)):"; grep -E -A40 -- '--- FAIL' $(TEST_LOG) | head -400; exit 1; }
+
+WORLD_TESTS ?= TestConformance|TestFaultMatrix|TestKillManagerAtRandomPoints
+
+.PHONY: test-worlds
+test-worlds: controlplane ## The conformance suite, fault matrix and kill test in every fakecloud world (faithful, adversarial seeds).
+	@mkdir -p $(dir $(TEST_LOG))
+	FAKECLOUD_ADVERSARIAL=1 go test $(GOTEST_FLAGS) ./internal/provider/... ./controllers -run '^($(WORLD_TESTS))$$' -count=1 -timeout 60m -v 2>&1 | tee $(TEST_LOG) | { grep --line-buffered -E $(TEST_SHOW) || true; }
 
 .PHONY: bench
 bench: controlplane build ## Benchmarks against a local apiserver, fakecloud and the manager (docs/benchmarks.md).

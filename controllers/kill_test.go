@@ -60,13 +60,20 @@ func killCases() []killCase {
 
 // TestKillManagerAtRandomPoints runs the real manager binary, SIGKILLs it
 // at random moments and while fakecloud holds action POSTs open, restarts
-// it, and checks every NodeAction made exactly one action call and ended
-// Succeeded, or Stalled with SubmissionUnknown (at most one call).
+// it, and checks every NodeAction made exactly one action call that
+// reached the provider and ended Succeeded, or Stalled with
+// SubmissionUnknown (at most one such call). It runs in each fakecloud test
+// world (FAKECLOUD_ADVERSARIAL=1, FAKECLOUD_SEED=N).
 func TestKillManagerAtRandomPoints(t *testing.T) {
 	t.Parallel()
 	if testing.Short() {
 		t.Skip("kill test runs the manager binary; skipped with -short")
 	}
+	inEachWorld(t, runKillTest)
+}
+
+func runKillTest(t *testing.T, wc worldCloud) {
+	cloud := wc.cloud
 	ns := newNamespace(t)
 	kubeconfig := writeKubeconfig(t)
 	cases := killCases()
@@ -74,7 +81,7 @@ func TestKillManagerAtRandomPoints(t *testing.T) {
 		t.Fatalf("the kill test needs at least 20 NodeActions, has %d", len(cases))
 	}
 	for _, typ := range []v1alpha1.ProviderType{v1alpha1.ProviderDigitalOcean, v1alpha1.ProviderSenlin, v1alpha1.ProviderE2E, v1alpha1.ProviderCloudsFor, v1alpha1.ProviderOpenScaler} {
-		createProvider(t, ns, string(typ), typ)
+		createProviderAt(t, ns, string(typ), typ, wc.url)
 	}
 	held := make(chan *fakecloud.Fault, len(cases))
 	for _, c := range cases {
@@ -137,7 +144,7 @@ func TestKillManagerAtRandomPoints(t *testing.T) {
 		if err := k8s.Get(context.Background(), keyOf(nodeAction(ns, names[i], "", "", "")), na); err != nil {
 			t.Fatal(err)
 		}
-		calls, accepted := cloud.ActionCalls(c.id), cloud.AcceptedActions(c.id)
+		calls, accepted := cloud.HandledActionCalls(c.id), cloud.AcceptedActions(c.id)
 		reason := readyReason(na)
 		lines = append(lines, fmt.Sprintf("%-12s %-11s %-9s %-18s calls=%d accepted=%d attempts=%d", c.typ, c.action, na.Status.Phase, reason, calls, accepted, na.Status.Attempts))
 		switch {
@@ -146,13 +153,13 @@ func TestKillManagerAtRandomPoints(t *testing.T) {
 		case na.Status.Phase == v1alpha1.PhaseFailed && reason == v1alpha1.ReasonSubmissionUnknown && calls <= 1:
 			unknown++
 		default:
-			t.Errorf("%s (%s %s on %s): phase %s reason %s with %d action calls (%d accepted): want Succeeded with exactly 1 call, or SubmissionUnknown with at most 1; message %q",
-				na.Name, c.typ, c.action, c.id, na.Status.Phase, reason, calls, accepted, na.Status.Message)
+			t.Errorf("%s (%s %s on %s): phase %s reason %s with %d action calls (%d accepted): want Succeeded with exactly 1 call, or SubmissionUnknown with at most 1; message %q; what the cloud did:\n%s",
+				na.Name, c.typ, c.action, c.id, na.Status.Phase, reason, calls, accepted, na.Status.Message, cloud.Story(c.id))
 		}
 	}
 	sort.Strings(lines)
-	t.Logf("kill test: %d NodeActions, %d SIGKILLs (%d while a POST was held open): %d Succeeded with exactly 1 call, %d SubmissionUnknown, 0 duplicates allowed\n%s",
-		len(cases), kills, heldKills, succeeded, unknown, joinLines(lines))
+	t.Logf("kill test (%s): %d NodeActions, %d SIGKILLs (%d while a POST was held open): %d Succeeded with exactly 1 call, %d SubmissionUnknown, 0 duplicates allowed\n%s",
+		wc.world.Name, len(cases), kills, heldKills, succeeded, unknown, joinLines(lines))
 	if heldKills == 0 {
 		t.Error("no kill happened while fakecloud held a POST open")
 	}

@@ -79,11 +79,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	// Tests run in parallel against one cloud with the same demo tokens:
-	// the per-token budget is out of the way here, and rate limits are
-	// tested with injected 429s.
-	cloud = fakecloud.New(fakecloud.Options{ActionDuration: 300 * time.Millisecond,
-		RateBudget: fakecloud.RateBudget{Limit: 1_000_000, Window: time.Minute}})
+	cloud = fakecloud.New(fakecloud.DefaultTestWorld().Apply(suiteCloudOptions()))
 	server := httptest.NewServer(cloud.Handler())
 	cloudURL = server.URL
 
@@ -91,6 +87,15 @@ func TestMain(m *testing.M) {
 	server.Close()
 	_ = env.Stop()
 	os.Exit(code)
+}
+
+// suiteCloudOptions are the options of every cloud the suite serves.
+// Tests run in parallel against one cloud with the same demo tokens: the
+// per-token budget is out of the way here, and rate limits are tested with
+// injected 429s.
+func suiteCloudOptions() fakecloud.Options {
+	return fakecloud.Options{ActionDuration: 300 * time.Millisecond,
+		RateBudget: fakecloud.RateBudget{Limit: 1_000_000, Window: time.Minute}}
 }
 
 type ioDiscard struct{}
@@ -168,7 +173,7 @@ func startManagerWith(t *testing.T, ns string) running {
 // newNamespace creates a namespace for one test.
 func newNamespace(t *testing.T) string {
 	t.Helper()
-	name := fmt.Sprintf("t%d-%s", nsCounter.Add(1), strings.ToLower(strings.NewReplacer("/", "-", "_", "-", " ", "-").Replace(t.Name())))
+	name := fmt.Sprintf("t%d-%s", nsCounter.Add(1), strings.ToLower(strings.NewReplacer("/", "-", "_", "-", " ", "-", "=", "-").Replace(t.Name())))
 	if len(name) > 50 {
 		name = name[:50]
 	}
@@ -179,9 +184,15 @@ func newNamespace(t *testing.T) string {
 	return name
 }
 
-// providerSpec returns a Provider of a type pointed at fakecloud with the
-// demo credentials, and the Secret it needs.
+// providerFor returns a Provider of a type pointed at the suite's fakecloud
+// with the demo credentials, and the Secret it needs.
 func providerFor(t *testing.T, ns, name string, typ v1alpha1.ProviderType) (*v1alpha1.Provider, *corev1.Secret) {
+	t.Helper()
+	return providerAt(t, ns, name, typ, cloudURL)
+}
+
+// providerAt is providerFor for the fakecloud served at base.
+func providerAt(t *testing.T, ns, name string, typ v1alpha1.ProviderType, base string) (*v1alpha1.Provider, *corev1.Secret) {
 	t.Helper()
 	creds := fakecloud.DefaultCredentials()
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-credentials"}, StringData: map[string]string{}}
@@ -192,22 +203,22 @@ func providerFor(t *testing.T, ns, name string, typ v1alpha1.ProviderType) (*v1a
 	}
 	switch typ {
 	case v1alpha1.ProviderDigitalOcean:
-		spec.Endpoint = cloudURL + "/digitalocean"
+		spec.Endpoint = base + "/digitalocean"
 		secret.StringData["token"] = creds.DigitalOceanToken
 	case v1alpha1.ProviderOpenScaler:
-		spec.Endpoint = cloudURL + "/openscaler"
+		spec.Endpoint = base + "/openscaler"
 		secret.StringData["token"] = creds.OpenScalerToken
 	case v1alpha1.ProviderCloudsFor:
-		spec.Endpoint = cloudURL + "/cloudsfor"
+		spec.Endpoint = base + "/cloudsfor"
 		secret.StringData["username"] = creds.CloudsForUser
 		secret.StringData["password"] = creds.CloudsForPassword
 	case v1alpha1.ProviderE2E:
-		spec.Endpoint = cloudURL + "/e2e"
+		spec.Endpoint = base + "/e2e"
 		spec.Location = "Delhi"
 		secret.StringData["apiKey"] = creds.E2EAPIKey
 		secret.StringData["token"] = creds.E2EToken
 	case v1alpha1.ProviderSenlin:
-		spec.AuthURL = cloudURL + "/identity/v3"
+		spec.AuthURL = base + "/identity/v3"
 		spec.Region = "RegionOne"
 		secret.StringData["username"] = creds.KeystoneUser
 		secret.StringData["password"] = creds.KeystonePassword
@@ -226,10 +237,16 @@ func mustDuration(s string) time.Duration {
 	return d
 }
 
-// createProvider creates a Provider and its Secret.
+// createProvider creates a Provider on the suite's fakecloud and its Secret.
 func createProvider(t *testing.T, ns, name string, typ v1alpha1.ProviderType) *v1alpha1.Provider {
 	t.Helper()
-	p, s := providerFor(t, ns, name, typ)
+	return createProviderAt(t, ns, name, typ, cloudURL)
+}
+
+// createProviderAt creates a Provider on the fakecloud at base and its Secret.
+func createProviderAt(t *testing.T, ns, name string, typ v1alpha1.ProviderType, base string) *v1alpha1.Provider {
+	t.Helper()
+	p, s := providerAt(t, ns, name, typ, base)
 	create(t, s)
 	create(t, p)
 	return p

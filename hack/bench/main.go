@@ -150,7 +150,10 @@ func main() {
 	kubeconfig = filepath.Join(dir, "kubeconfig")
 	must(os.WriteFile(kubeconfig, kc, 0o600))
 
-	cloud = fakecloud.New(fakecloud.Options{RateBudget: fakecloud.RateBudget{Limit: 1 << 30, Window: time.Minute}})
+	// The tests' default world, so that numbers stay comparable across runs
+	// (DigitalOcean's fleet sweeps read lists newest first until issue 13's
+	// driver fixes; the faithful world lists oldest first).
+	cloud = fakecloud.New(fakecloud.DefaultTestWorld().Apply(fakecloud.Options{RateBudget: fakecloud.RateBudget{Limit: 1 << 30, Window: time.Minute}}))
 	cloud.SetActionDuration(0) // instant unless a VM says otherwise
 	srv := httptest.NewServer(cloud.Handler())
 	atExit(srv.Close)

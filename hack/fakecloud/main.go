@@ -36,7 +36,10 @@ func main() {
 		actionDuration = flag.Duration("action-duration", 3*time.Second, "How long an action runs before it completes (OpenScaler answers at once unless a shutdown takes longer than 5s).")
 		rateLimit      = flag.Int("rate-limit", fakecloud.DefaultRateBudget().Limit, "Requests allowed per credential and --rate-window on the skins that publish a budget (DigitalOcean, E2E); more get 429 with Retry-After.")
 		rateWindow     = flag.Duration("rate-window", fakecloud.DefaultRateBudget().Window, "The window of --rate-limit.")
-		seed           = flag.Bool("seed", true, "Add the demo VMs the samples use (see internal/fakecloud/demo). With --seed=false the cloud starts empty; add VMs with POST /fakecloud/vms.")
+		demoVMs        = flag.Bool("demo-vms", true, "Add the demo VMs the samples use (see internal/fakecloud/demo). With --demo-vms=false the cloud starts empty; add VMs with POST /fakecloud/vms.")
+		e2eDelay       = flag.Duration("e2e-workflow-delay", fakecloud.DefaultE2EWorkflowDelay, "How long an E2E node keeps its old state after the API accepted an action, before the workflow shows (the seed: \"done\" at once, the workflow asynchronously).")
+		adversarial    = flag.Bool("adversarial", false, "Vary, per request and reproducibly from --seed, what the provider documents leave open: list order, how soon a new action shows in lists and in the VM's state, action durations, latency, proxy 502/503/504 errors with an HTML body (before or after the request reached the API), held-back answers, and duplicate-looking earlier actions. Every choice is in GET /fakecloud/log. See docs/fakecloud.md.")
+		seed           = flag.Uint64("seed", 1, "The seed of --adversarial: the same seed and the same requests give the same choices.")
 		credsFile      = flag.String("credentials", "", "JSON file of the credentials to accept (the fields of fakecloud.Credentials). Default: the demo credentials in config/samples.")
 		quiet          = flag.Bool("quiet", false, "Do not log requests.")
 	)
@@ -57,15 +60,22 @@ Endpoints, under http://ADDR:
   /fakecloud         control API:
       GET    /fakecloud/vms               the VMs (power, name, size, boots, ...)
       POST   /fakecloud/vms               add a VM: {"id": "42", "name": "web-9", "power": "off"}
-      PATCH  /fakecloud/vms/{id}          {"failNext": "disk error", "ignoreShutdown": true, "actionDuration": "30s", "power": "off"}
+      PATCH  /fakecloud/vms/{id}          {"failNext": "disk error", "failNextAtOnce": "quota", "ignoreShutdown": true,
+                                           "actionDuration": "30s", "power": "off"}
       GET    /fakecloud/actions           every action and its state
-      GET    /fakecloud/log               the request log;  DELETE empties it
+      GET    /fakecloud/log               the request log, with every choice the cloud made
+                                          (delays, order, proxy errors, faults); DELETE empties it
       POST   /fakecloud/faults            inject a fault, e.g. a 429 on one droplet's next action:
              {"skin": "digitalocean", "pathContains": "/droplets/3164494/", "actionOnly": true,
               "times": 1, "mode": "reject", "status": 429, "retryAfter": 5}
       DELETE /fakecloud/faults            remove every fault
       PUT    /fakecloud/ratebudget        {"limit": 250, "window": "1m"}
       PUT    /fakecloud/actionduration    {"duration": "10s"}
+
+Where the provider documents are silent, the cloud picks what is hardest on a
+client (lists oldest first, CloudsFor times in whole seconds, E2E workflows
+that start after --e2e-workflow-delay); --adversarial --seed N varies those
+choices per request. docs/fakecloud.md is the contract per provider.
 
 Each request is logged on one line (method, path, status, time); query
 strings, headers and bodies, where credentials travel, are never logged.
@@ -82,7 +92,13 @@ Flags:
 	}
 	logger := log.New(os.Stderr, "fakecloud ", log.LstdFlags|log.Lmicroseconds)
 
-	opts := fakecloud.Options{ActionDuration: *actionDuration}
+	opts := fakecloud.Options{ActionDuration: *actionDuration, E2EWorkflowDelay: *e2eDelay}
+	if *adversarial {
+		opts.Adversary = &fakecloud.Adversary{Seed: *seed}
+	}
+	if *e2eDelay <= 0 {
+		logger.Fatal("--e2e-workflow-delay must be positive")
+	}
 	if *rateLimit < 1 || *rateWindow <= 0 {
 		logger.Fatal("--rate-limit must be at least 1 and --rate-window positive")
 	}
@@ -98,7 +114,7 @@ Flags:
 		opts.Credentials = &creds
 	}
 	cloud := fakecloud.New(opts)
-	if *seed {
+	if *demoVMs {
 		demo.Seed(cloud)
 	}
 
@@ -113,7 +129,10 @@ Flags:
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 
 	base := "http://" + ln.Addr().String()
-	logger.Printf("serving on %s: %d VMs, actions take %s, rate budget %d per %s", base, len(cloud.VMs()), *actionDuration, *rateLimit, *rateWindow)
+	logger.Printf("serving on %s: %d VMs, actions take %s, E2E workflows show after %s, rate budget %d per %s", base, len(cloud.VMs()), *actionDuration, *e2eDelay, *rateLimit, *rateWindow)
+	if *adversarial {
+		logger.Printf("adversarial, seed %d: every choice is in %s/fakecloud/log", *seed, base)
+	}
 	logger.Printf("endpoints: %s/{digitalocean,e2e,cloudsfor,openscaler}, Keystone %s/identity/v3, control API %s/fakecloud/vms", base, base, base)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

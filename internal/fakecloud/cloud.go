@@ -13,6 +13,7 @@ package fakecloud
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -72,6 +73,9 @@ type VM struct {
 	IgnoreShutdown bool
 	// FailNext makes the next action on this VM end errored with this text.
 	FailNext string
+	// FailNextAtOnce makes the next action on this VM errored from the
+	// start: the answer that accepts it already says so.
+	FailNextAtOnce string
 	// ActionDuration overrides the cloud's default for this VM.
 	ActionDuration time.Duration
 
@@ -102,10 +106,20 @@ type Action struct {
 	Message     string
 	StartedAt   time.Time
 	CompletedAt time.Time
+	// ShownAt is when the VM's state starts to show the action: its
+	// workflow begins then and runs for its duration.
+	ShownAt time.Time
+	// ListedAt is when action lists start to show it.
+	ListedAt time.Time
 
 	duration time.Duration
-	effect   Effect
+	// readyShare is the share of its run a Senlin action spends READY.
+	readyShare float64
+	effect     Effect
 }
+
+// endsAt is when a running action completes.
+func (a *Action) endsAt() time.Time { return a.ShownAt.Add(a.duration) }
 
 // Effect changes a VM when its action completes. An error makes the action
 // end errored with the error's text, and leaves the VM as it was.
@@ -116,7 +130,7 @@ type Cloud struct {
 	mu      sync.Mutex
 	now     func() time.Time
 	vms     map[string]*VM
-	actions []*Action // in creation order
+	actions []*Action // by StartedAt, oldest first
 	byID    map[int64]*Action
 	byUUID  map[string]*Action
 	nextID  int64
@@ -130,6 +144,13 @@ type Cloud struct {
 
 	log    []Request
 	faults []*Fault
+
+	// e2eDelay is how long an E2E node keeps its old state after accepting an action.
+	e2eDelay  time.Duration
+	compat    Compat
+	adversary *Adversary
+	// drawCounts counts requests per skin, method and path (adversarial mode).
+	drawCounts map[string]int
 }
 
 // Options configure a Cloud.
@@ -142,6 +163,14 @@ type Options struct {
 	RateBudget RateBudget
 	// Now replaces the clock (tests).
 	Now func() time.Time
+
+	// E2EWorkflowDelay is how long an E2E node keeps its old state after
+	// the API accepted an action (default DefaultE2EWorkflowDelay).
+	E2EWorkflowDelay time.Duration
+	// Compat restores choices the drivers before issue 13 rely on.
+	Compat Compat
+	// Adversary, when set, varies what the seeds leave open per request.
+	Adversary *Adversary
 }
 
 // New returns an empty cloud.
@@ -156,6 +185,19 @@ func New(opts Options) *Cloud {
 		creds:          DefaultCredentials(),
 		limits:         map[string]*rateWindow{},
 		budget:         DefaultRateBudget(),
+		e2eDelay:       DefaultE2EWorkflowDelay,
+		compat:         opts.Compat,
+		drawCounts:     map[string]int{},
+	}
+	if opts.E2EWorkflowDelay > 0 {
+		c.e2eDelay = opts.E2EWorkflowDelay
+	}
+	if opts.Compat.E2EWorkflowAtOnce {
+		c.e2eDelay = 0
+	}
+	if opts.Adversary != nil {
+		a := opts.Adversary.withDefaults()
+		c.adversary = &a
 	}
 	if opts.Now != nil {
 		c.now = opts.Now
@@ -283,23 +325,24 @@ func (c *Cloud) vmLocked(id string) *VM {
 	return c.vms[id]
 }
 
-// startLocked begins an action on vm. It completes after the VM's (or the
-// cloud's) action duration; a zero duration completes it at once.
-func (c *Cloud) startLocked(skin string, vm *VM, typ string, params map[string]any, effect Effect) *Action {
-	c.nextID++
-	d := c.actionDuration
-	if vm.ActionDuration > 0 {
-		d = vm.ActionDuration
+// startLocked begins an action on vm. It runs for the VM's (or the cloud's)
+// action duration from the moment the VM's state starts to show it
+// (planLocked picks when); with neither delay nor duration it completes at
+// once. Every choice made is noted in d, the request's draw.
+func (c *Cloud) startLocked(skin string, vm *VM, typ string, params map[string]any, effect Effect, d *draw) *Action {
+	now := c.now().UTC()
+	c.addLookAlikeLocked(skin, vm, typ, params, now, d)
+	a := c.newActionLocked(skin, vm.ID, typ, params, now)
+	a.State, a.duration, a.effect = ActionInProgress, c.durationLocked(vm), effect
+	c.planLocked(a, d)
+	if vm.FailNextAtOnce != "" {
+		a.State, a.Message, a.CompletedAt = ActionErrored, vm.FailNextAtOnce, now
+		vm.FailNextAtOnce = ""
+		d.note("action %d errored at once: %s", a.ID, a.Message)
+		return a
 	}
-	a := &Action{
-		ID: c.nextID, UUID: newUUID(c.nextID), Skin: skin, VMID: vm.ID, Type: typ, Params: params,
-		State: ActionInProgress, StartedAt: c.now().UTC(), duration: d, effect: effect,
-	}
-	c.actions = append(c.actions, a)
-	c.byID[a.ID] = a
-	c.byUUID[a.UUID] = a
 	vm.pending = a
-	if d <= 0 {
+	if !now.Before(a.endsAt()) {
 		c.finishLocked(a, vm)
 	}
 	return a
@@ -308,22 +351,38 @@ func (c *Cloud) startLocked(skin string, vm *VM, typ string, params map[string]a
 // runLocked applies an effect at once, as a synchronous API does, and
 // records it as a completed action.
 func (c *Cloud) runLocked(skin string, vm *VM, typ string, params map[string]any, effect Effect) (*Action, error) {
-	c.nextID++
-	now := c.now().UTC()
-	a := &Action{ID: c.nextID, UUID: newUUID(c.nextID), Skin: skin, VMID: vm.ID, Type: typ, Params: params,
-		StartedAt: now, CompletedAt: now, effect: effect}
-	c.actions = append(c.actions, a)
-	c.byID[a.ID] = a
-	c.byUUID[a.UUID] = a
+	a := c.newActionLocked(skin, vm.ID, typ, params, c.now().UTC())
+	a.CompletedAt, a.effect = a.StartedAt, effect
 	err := c.applyLocked(a, vm)
 	return a, err
+}
+
+// newActionLocked records a new action that started at started.
+func (c *Cloud) newActionLocked(skin, vmID, typ string, params map[string]any, started time.Time) *Action {
+	c.nextID++
+	a := &Action{ID: c.nextID, UUID: newUUID(c.nextID), Skin: skin, VMID: vmID, Type: typ, Params: params,
+		StartedAt: started, ShownAt: started, ListedAt: started, readyShare: 0.25}
+	// Kept in order of start: a back-dated action goes where it belongs.
+	i := sort.Search(len(c.actions), func(i int) bool { return c.actions[i].StartedAt.After(started) })
+	c.actions = slices.Insert(c.actions, i, a)
+	c.byID[a.ID] = a
+	c.byUUID[a.UUID] = a
+	return a
+}
+
+// durationLocked is how long an action on vm runs, before any variation.
+func (c *Cloud) durationLocked(vm *VM) time.Duration {
+	if vm.ActionDuration > 0 {
+		return vm.ActionDuration
+	}
+	return c.actionDuration
 }
 
 func (c *Cloud) finishLocked(a *Action, vm *VM) {
 	if vm.pending == a {
 		vm.pending = nil
 	}
-	a.CompletedAt = a.StartedAt.Add(a.duration)
+	a.CompletedAt = a.endsAt()
 	if now := c.now().UTC(); a.CompletedAt.After(now) {
 		a.CompletedAt = now
 	}
@@ -350,10 +409,19 @@ func (c *Cloud) applyLocked(a *Action, vm *VM) error {
 func (c *Cloud) advanceLocked() {
 	now := c.now()
 	for _, vm := range c.vms {
-		if a := vm.pending; a != nil && !now.Before(a.StartedAt.Add(a.duration)) {
+		if a := vm.pending; a != nil && !now.Before(a.endsAt()) {
 			c.finishLocked(a, vm)
 		}
 	}
+}
+
+// showingLocked is the action the VM's state shows: the running one, once
+// its workflow began. Before that the VM looks as it did.
+func (c *Cloud) showingLocked(vm *VM) *Action {
+	if a := vm.pending; a != nil && !c.now().Before(a.ShownAt) {
+		return a
+	}
+	return nil
 }
 
 // actionLocked finds an action by numeric id.
@@ -368,16 +436,29 @@ func (c *Cloud) actionByUUIDLocked(uuid string) *Action {
 	return c.byUUID[uuid]
 }
 
-// actionsLocked returns the actions matching keep, newest first.
-func (c *Cloud) actionsLocked(keep func(*Action) bool) []*Action {
+// listedLocked returns the actions matching keep that lists show by now,
+// oldest first.
+func (c *Cloud) listedLocked(keep func(*Action) bool) []*Action {
 	c.advanceLocked()
+	now := c.now()
 	var out []*Action
-	for i := len(c.actions) - 1; i >= 0; i-- {
-		if keep == nil || keep(c.actions[i]) {
-			out = append(out, c.actions[i])
+	for _, a := range c.actions {
+		if !now.Before(a.ListedAt) && (keep == nil || keep(a)) {
+			out = append(out, a)
 		}
 	}
 	return out
+}
+
+// lastLocked returns the newest action matching keep, or nil.
+func (c *Cloud) lastLocked(keep func(*Action) bool) *Action {
+	c.advanceLocked()
+	for i := len(c.actions) - 1; i >= 0; i-- {
+		if keep(c.actions[i]) {
+			return c.actions[i]
+		}
+	}
+	return nil
 }
 
 // newUUID derives a stable UUID-shaped id from a number.
@@ -470,12 +551,8 @@ func (c *Cloud) Occupy(id string, d time.Duration) error {
 	if vm == nil {
 		return fmt.Errorf("no VM %q", id)
 	}
-	c.nextID++
-	a := &Action{ID: c.nextID, UUID: newUUID(c.nextID), Skin: "console", VMID: id, Type: "console",
-		State: ActionInProgress, StartedAt: c.now().UTC(), duration: d}
-	c.actions = append(c.actions, a)
-	c.byID[a.ID] = a
-	c.byUUID[a.UUID] = a
+	a := c.newActionLocked("console", id, "console", nil, c.now().UTC())
+	a.State, a.duration = ActionInProgress, d
 	vm.pending = a
 	return nil
 }

@@ -4,18 +4,20 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"time"
 )
 
 // CloudsFor wire types (PROVIDERS.md "cloudsfor", seed 002).
 //
-// Where the seed is silent this skin assumes, as PROVIDERS.md allows:
-//   - lists are {"actions": [...]} newest first, paginated as DigitalOcean
-//     does (page, per_page up to 200, links.pages, meta.total);
+// Timestamps are whole seconds in UTC ("2015-01-14T16:31:00Z"), as every
+// example in the seed shows them. Where the seed is silent this skin
+// assumes (docs/fakecloud.md says why):
+//   - lists are {"actions": [...]} in an order the seed does not fix (oldest
+//     first by default), paginated as DigitalOcean does (page, per_page up
+//     to 200, links.pages, meta.total);
 //   - errors use a DigitalOcean-like envelope {"id": "...", "message": "..."}:
 //     401 unauthorized, 404 not_found, 422 unprocessable_entity (invalid
 //     parameters, resize of a running VM, or another action still pending);
-//   - started_at carries milliseconds ("2015-01-14T16:31:00.000Z", still
-//     ISO 8601), so two actions of one type on one VM can be told apart;
 //   - VM memory and disk are in GB and vcpus a count, the units resize takes.
 
 // cfAction is a VM actions object. Its id is the VM's id, not an action id.
@@ -46,8 +48,19 @@ type cfError struct {
 	Message string `json:"message"`
 }
 
-// cfTimeFormat is ISO 8601 with milliseconds, in UTC.
-const cfTimeFormat = "2006-01-02T15:04:05.000Z07:00"
+// cfTimeFormat is ISO 8601 in whole seconds, in UTC, as the seed shows it;
+// cfCompatTimeFormat adds milliseconds (Compat.SubSecondTimes).
+const (
+	cfTimeFormat       = "2006-01-02T15:04:05Z07:00"
+	cfCompatTimeFormat = "2006-01-02T15:04:05.000Z07:00"
+)
+
+func (c *Cloud) cfTime(t time.Time) string {
+	if c.compat.SubSecondTimes {
+		return t.UTC().Format(cfCompatTimeFormat)
+	}
+	return t.UTC().Format(cfTimeFormat)
+}
 
 func cfErr(status int, id, msg string) reply {
 	return jsonReply(status, cfError{ID: id, Message: msg})
@@ -64,26 +77,34 @@ func cfUnprocessable(msg string) reply {
 // serveCloudsFor routes /cloudsfor/api/v1/...
 func (c *Cloud) serveCloudsFor(w http.ResponseWriter, r *http.Request, segs []string) {
 	k := call{skin: "cloudsfor"}
-	var handle func() reply
+	var handle func(d *draw) reply
+	// The seed's text says /api/v1/vms/...; some of its cURL examples drop
+	// the /api. Only the text's path is served.
 	api := len(segs) >= 3 && segs[0] == "api" && segs[1] == "v1"
 	switch {
 	case api && len(segs) == 5 && segs[2] == "vms" && segs[4] == "actions" && r.Method == http.MethodPost:
 		k.vmID, k.action = segs[3], true
-		body := readBody(r)
-		handle = func() reply { return c.cfPostAction(segs[3], body) }
+		body, jsonBody := readBody(r), isJSON(r)
+		handle = func(d *draw) reply {
+			if !jsonBody {
+				// The seed's requests all carry Content-Type: application/json.
+				return cfErr(http.StatusBadRequest, "bad_request", "Content-Type must be application/json")
+			}
+			return c.cfPostAction(segs[3], body, d)
+		}
 	case api && len(segs) == 5 && segs[2] == "vms" && segs[4] == "actions" && r.Method == http.MethodGet:
 		k.vmID = segs[3]
-		handle = func() reply { return c.cfListActions(r, segs[3]) }
+		handle = func(d *draw) reply { return c.cfListActions(r, segs[3], d) }
 	case api && len(segs) == 4 && segs[2] == "vms" && r.Method == http.MethodGet:
 		k.vmID = segs[3]
-		handle = func() reply { return c.cfGetVM(segs[3]) }
+		handle = func(*draw) reply { return c.cfGetVM(segs[3]) }
 	case api && len(segs) == 3 && segs[2] == "actions" && r.Method == http.MethodGet:
-		handle = func() reply { return c.cfListActions(r, "") }
+		handle = func(d *draw) reply { return c.cfListActions(r, "", d) }
 	default:
-		handle = cfNotFound
+		handle = func(*draw) reply { return cfNotFound() }
 	}
 	user, pass, _ := r.BasicAuth()
-	c.serve(w, r, k, func() reply {
+	c.serve(w, r, k, func(d *draw) reply {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		// Both compared, so a wrong user and a wrong password look the same.
@@ -93,7 +114,7 @@ func (c *Cloud) serveCloudsFor(w http.ResponseWriter, r *http.Request, segs []st
 			rep.header.Set("WWW-Authenticate", `Basic realm="CloudsFor"`)
 			return rep
 		}
-		return handle()
+		return handle(d)
 	})
 }
 
@@ -102,10 +123,10 @@ func (c *Cloud) cfActionJSON(a *Action) cfAction {
 	if vm := c.vms[a.VMID]; vm != nil {
 		region = vm.Region
 	}
-	out := cfAction{ID: a.VMID, Status: string(a.State), Type: a.Type, StartedAt: a.StartedAt.UTC().Format(cfTimeFormat),
+	out := cfAction{ID: a.VMID, Status: string(a.State), Type: a.Type, StartedAt: c.cfTime(a.StartedAt),
 		ResourceType: "vm", Region: region}
 	if a.State != ActionInProgress {
-		s := a.CompletedAt.UTC().Format(cfTimeFormat)
+		s := c.cfTime(a.CompletedAt)
 		out.CompletedAt = &s
 	}
 	return out
@@ -121,10 +142,10 @@ func (c *Cloud) cfGetVM(id string) reply {
 		status = "stopped"
 	}
 	return jsonReply(http.StatusOK, map[string]any{"vm": cfVM{ID: vm.ID, Name: vm.Name, Status: status,
-		Locked: vm.Locked || vm.Busy(), Memory: vm.Memory, VCPUs: vm.VCPUs, Disk: vm.Disk, Image: vm.Image, Region: vm.Region}})
+		Locked: vm.Locked || c.showingLocked(vm) != nil, Memory: vm.Memory, VCPUs: vm.VCPUs, Disk: vm.Disk, Image: vm.Image, Region: vm.Region}})
 }
 
-func (c *Cloud) cfPostAction(id string, body []byte) reply {
+func (c *Cloud) cfPostAction(id string, body []byte, d *draw) reply {
 	vm := c.vmLocked(id)
 	if vm == nil {
 		return cfNotFound()
@@ -144,7 +165,7 @@ func (c *Cloud) cfPostAction(id string, body []byte) reply {
 	if typ == "resize" && vm.Power != PowerOff {
 		return cfUnprocessable("The VM must be powered off prior to resizing.")
 	}
-	a := c.startLocked("cloudsfor", vm, typ, params, effect)
+	a := c.startLocked("cloudsfor", vm, typ, params, effect, d)
 	rep := jsonReply(http.StatusCreated, map[string]any{"action": c.cfActionJSON(a)})
 	rep.accepted = true
 	return rep
@@ -256,13 +277,16 @@ func cfCount(v any) (int, bool) {
 	return int(f), true
 }
 
-// cfListActions lists actions newest first, paginated as DigitalOcean does.
-func (c *Cloud) cfListActions(r *http.Request, vmID string) reply {
+// cfListActions lists a VM's actions, or the account's (the seed's "global
+// actions endpoint"), paginated as DigitalOcean does, in an order the seed
+// does not fix.
+func (c *Cloud) cfListActions(r *http.Request, vmID string, d *draw) reply {
 	if vmID != "" && c.vmLocked(vmID) == nil {
 		return cfNotFound()
 	}
-	all := c.actionsLocked(func(a *Action) bool {
+	all := c.listedLocked(func(a *Action) bool {
 		return a.Skin == "cloudsfor" && (vmID == "" || a.VMID == vmID)
 	})
+	all = arrange(all, c.listOrderLocked(d, "cloudsfor "+r.URL.EscapedPath()), c.seedLocked(), actionKey)
 	return jsonReply(http.StatusOK, actionPage(r, all, c.cfActionJSON))
 }

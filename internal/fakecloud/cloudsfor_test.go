@@ -60,10 +60,9 @@ func TestCloudsForWire(t *testing.T) {
 		a["resource_type"] != "vm" || a["region"] != "moscow_01" || a["completed_at"] != nil {
 		t.Errorf("reboot: %d %v", code, out)
 	}
-	if s, _ := a["started_at"].(string); !strings.HasSuffix(s, "Z") {
-		t.Errorf("started_at %q is not ISO 8601 UTC", s)
-	} else if _, err := time.Parse(time.RFC3339, s); err != nil {
-		t.Errorf("started_at %q: %v", s, err)
+	// Whole seconds, as every example in the seed.
+	if s, _ := a["started_at"].(string); s != "2026-11-03T10:00:00Z" {
+		t.Errorf("started_at %q, want 2026-11-03T10:00:00Z", s)
 	}
 
 	refusals := []struct{ path, body, says string }{
@@ -112,8 +111,16 @@ func TestCloudsForWire(t *testing.T) {
 	if code != http.StatusOK || len(list) != 2 || pages["next"] == nil || meta["total"] != float64(3) {
 		t.Errorf("global list page 1: %d %v", code, out)
 	}
-	if first, _ := list[0].(map[string]any); first["id"] != "off-1" {
-		t.Errorf("list is not newest first: %v", list)
+	// The seed fixes no order: oldest first breaks a client that assumes
+	// newest first.
+	if first, _ := list[0].(map[string]any); first["id"] != id {
+		t.Errorf("list is not oldest first: %v", list)
+	}
+	// The answer that accepts an action may already say it errored.
+	cloud.AddVM(fakecloud.VM{ID: "refuses", FailNextAtOnce: "quota exceeded"})
+	code, out = do(http.MethodPost, "/api/v1/vms/refuses/actions", `{"type":"reboot"}`)
+	if a, _ := out["action"].(map[string]any); code != http.StatusCreated || a["status"] != "errored" || a["completed_at"] == nil {
+		t.Errorf("errored at once: %d %v", code, out)
 	}
 	code, out = do(http.MethodGet, "/api/v1/vms/"+id+"/actions", "")
 	if list, _ := out["actions"].([]any); code != http.StatusOK || len(list) != 1 {

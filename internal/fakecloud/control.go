@@ -12,9 +12,9 @@ import (
 //
 //	GET    /fakecloud/vms             list VMs
 //	POST   /fakecloud/vms             add a VM: {"id": "42", "name": "web-1", "power": "on"}
-//	PATCH  /fakecloud/vms/{id}        {"failNext": "...", "ignoreShutdown": true, "actionDuration": "30s"}
+//	PATCH  /fakecloud/vms/{id}        {"failNext": "...", "failNextAtOnce": "...", "ignoreShutdown": true, "actionDuration": "30s"}
 //	GET    /fakecloud/actions         list actions
-//	GET    /fakecloud/log             the request log
+//	GET    /fakecloud/log             the request log, with the choices made
 //	DELETE /fakecloud/log             empty it
 //	POST   /fakecloud/faults          add a fault (see Fault)
 //	DELETE /fakecloud/faults          remove every fault
@@ -45,6 +45,7 @@ func (c *Cloud) controlHandler() http.Handler {
 		case r.Method == http.MethodPatch && len(segs) == 2 && segs[0] == "vms":
 			var in struct {
 				FailNext       *string
+				FailNextAtOnce *string
 				IgnoreShutdown *bool
 				ActionDuration string
 				Power          Power
@@ -63,6 +64,9 @@ func (c *Cloud) controlHandler() http.Handler {
 			err := c.UpdateVM(segs[1], func(vm *VM) {
 				if in.FailNext != nil {
 					vm.FailNext = *in.FailNext
+				}
+				if in.FailNextAtOnce != nil {
+					vm.FailNextAtOnce = *in.FailNextAtOnce
 				}
 				if in.IgnoreShutdown != nil {
 					vm.IgnoreShutdown = *in.IgnoreShutdown

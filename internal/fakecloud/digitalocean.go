@@ -74,32 +74,38 @@ func doUnprocessable(msg string) reply {
 // serveDigitalOcean routes /digitalocean/v2/...
 func (c *Cloud) serveDigitalOcean(w http.ResponseWriter, r *http.Request, segs []string) {
 	k := call{skin: "digitalocean"}
-	var handle func() reply
+	var handle func(d *draw) reply
 	switch {
 	case len(segs) == 2 && segs[0] == "v2" && segs[1] == "account" && r.Method == http.MethodGet:
-		handle = c.doAccount
+		handle = func(*draw) reply { return c.doAccount() }
 	case len(segs) == 3 && segs[0] == "v2" && segs[1] == "droplets" && r.Method == http.MethodGet:
 		k.vmID = segs[2]
-		handle = func() reply { return c.doGetDroplet(segs[2]) }
+		handle = func(*draw) reply { return c.doGetDroplet(segs[2]) }
 	case len(segs) == 4 && segs[0] == "v2" && segs[1] == "droplets" && segs[3] == "actions" && r.Method == http.MethodPost:
 		k.vmID, k.action = segs[2], true
-		body := readBody(r)
-		handle = func() reply { return c.doPostAction(segs[2], body) }
+		body, jsonBody := readBody(r), isJSON(r)
+		handle = func(d *draw) reply {
+			if !jsonBody {
+				// The seed lists Content-Type: application/json as required.
+				return doErr(http.StatusBadRequest, "bad_request", "Content-Type must be application/json")
+			}
+			return c.doPostAction(segs[2], body, d)
+		}
 	case len(segs) == 4 && segs[0] == "v2" && segs[1] == "droplets" && segs[3] == "actions" && r.Method == http.MethodGet:
 		k.vmID = segs[2]
-		handle = func() reply { return c.doListActions(r, segs[2]) }
+		handle = func(d *draw) reply { return c.doListActions(r, segs[2], d) }
 	case len(segs) == 5 && segs[0] == "v2" && segs[1] == "droplets" && segs[3] == "actions" && r.Method == http.MethodGet:
 		k.vmID = segs[2]
-		handle = func() reply { return c.doGetAction(segs[2], segs[4]) }
+		handle = func(*draw) reply { return c.doGetAction(segs[2], segs[4]) }
 	case len(segs) == 2 && segs[0] == "v2" && segs[1] == "actions" && r.Method == http.MethodGet:
-		handle = func() reply { return c.doListActions(r, "") }
+		handle = func(d *draw) reply { return c.doListActions(r, "", d) }
 	case len(segs) == 3 && segs[0] == "v2" && segs[1] == "actions" && r.Method == http.MethodGet:
-		handle = func() reply { return c.doGetAction("", segs[2]) }
+		handle = func(*draw) reply { return c.doGetAction("", segs[2]) }
 	default:
-		handle = func() reply { return doNotFound() }
+		handle = func(*draw) reply { return doNotFound() }
 	}
 	token := bearer(r)
-	c.serve(w, r, k, func() reply {
+	c.serve(w, r, k, func(d *draw) reply {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if !same(token, c.creds.DigitalOceanToken) {
@@ -112,7 +118,7 @@ func (c *Cloud) serveDigitalOcean(w http.ResponseWriter, r *http.Request, segs [
 			rep = doErr(http.StatusTooManyRequests, "too_many_requests", "API Rate limit exceeded.")
 			rep.header.Set("Retry-After", strconv.Itoa(int(max(reset.Sub(c.now()).Round(time.Second)/time.Second, 1))))
 		} else {
-			rep = handle()
+			rep = handle(d)
 		}
 		rep.header.Set("Ratelimit-Limit", strconv.Itoa(limit))
 		rep.header.Set("Ratelimit-Remaining", strconv.Itoa(remaining))
@@ -151,7 +157,7 @@ func (c *Cloud) doGetDroplet(id string) reply {
 		}
 	}
 	d := doDroplet{ID: n, Name: vm.Name, Memory: vm.Memory * 1024, VCPUs: vm.VCPUs, Disk: vm.Disk,
-		Locked: vm.Busy(), Status: status, SizeSlug: vm.Size, Image: map[string]any{"slug": vm.Image},
+		Locked: c.showingLocked(vm) != nil, Status: status, SizeSlug: vm.Size, Image: map[string]any{"slug": vm.Image},
 		Region: doRegionOf(vm.Region), Features: features}
 	if vm.Kernel != 0 {
 		d.Kernel = map[string]any{"id": vm.Kernel}
@@ -179,7 +185,7 @@ func (c *Cloud) doActionJSON(a *Action) doAction {
 	return out
 }
 
-func (c *Cloud) doPostAction(id string, body []byte) reply {
+func (c *Cloud) doPostAction(id string, body []byte, d *draw) reply {
 	vm := c.doDropletLocked(id)
 	if vm == nil {
 		return doNotFound()
@@ -196,7 +202,7 @@ func (c *Cloud) doPostAction(id string, body []byte) reply {
 	if vm.Busy() {
 		return doUnprocessable("Droplet already has a pending event.")
 	}
-	a := c.startLocked("digitalocean", vm, typ, params, effect)
+	a := c.startLocked("digitalocean", vm, typ, params, effect, d)
 	rep := jsonReply(http.StatusCreated, map[string]any{"action": c.doActionJSON(a)})
 	rep.accepted = true
 	return rep
@@ -342,14 +348,17 @@ func (c *Cloud) doGetAction(dropletID, actionID string) reply {
 	return jsonReply(http.StatusOK, map[string]any{"action": c.doActionJSON(a)})
 }
 
-// doListActions lists actions newest first, paginated as DigitalOcean does
-// (page, per_page up to 200, links.pages, meta.total).
-func (c *Cloud) doListActions(r *http.Request, dropletID string) reply {
+// doListActions lists actions, paginated as DigitalOcean documents (page,
+// per_page up to 200, links.pages, meta.total). Neither the seed nor
+// DigitalOcean's reference says in which order: oldest first unless the
+// world says otherwise.
+func (c *Cloud) doListActions(r *http.Request, dropletID string, d *draw) reply {
 	if dropletID != "" && c.doDropletLocked(dropletID) == nil {
 		return doNotFound()
 	}
-	all := c.actionsLocked(func(a *Action) bool {
+	all := c.listedLocked(func(a *Action) bool {
 		return a.Skin == "digitalocean" && (dropletID == "" || a.VMID == dropletID)
 	})
+	all = arrange(all, c.listOrderLocked(d, "digitalocean "+r.URL.EscapedPath()), c.seedLocked(), actionKey)
 	return jsonReply(http.StatusOK, actionPage(r, all, c.doActionJSON))
 }

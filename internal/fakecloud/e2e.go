@@ -1,6 +1,7 @@
 package fakecloud
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -20,9 +21,13 @@ import (
 //
 //	PUT|POST /api/v1/nodes/{node_id}/actions/   run an action
 //	GET      /api/v1/nodes/{node_id}/           read a node
-//	GET      /api/v1/nodes/                     list nodes (the cheap probe;
-//	                                            assumed from the public API,
-//	                                            the seed does not name it)
+//	GET      /api/v1/nodes/                     list nodes, page_no and per_page
+//	                                            (the public API's list; the
+//	                                            seed does not name it)
+//
+// The seed says long-running actions answer status "done" at once and the
+// node then goes through the workflow asynchronously: a node keeps its old
+// state for the workflow delay after any accepted action (docs/fakecloud.md).
 //
 // Every request needs the query parameters apikey and location, optionally
 // project_id (one of the account's projects, the first by default), and the
@@ -79,24 +84,24 @@ func e2eNotFound() reply { return e2eErr(http.StatusNotFound, "Node not found") 
 // serveE2E routes /e2e/api/v1/...
 func (c *Cloud) serveE2E(w http.ResponseWriter, r *http.Request, segs []string) {
 	k := call{skin: "e2e"}
-	var handle func(location string) reply
+	var handle func(location string, d *draw) reply
 	nodes := len(segs) >= 3 && segs[0] == "api" && segs[1] == "v1" && segs[2] == "nodes"
 	switch {
 	case nodes && len(segs) == 3 && r.Method == http.MethodGet:
-		handle = c.e2eListNodes
+		handle = func(location string, d *draw) reply { return c.e2eListNodes(r, location, d) }
 	case nodes && len(segs) == 4 && r.Method == http.MethodGet:
 		k.vmID = segs[3]
-		handle = func(location string) reply { return c.e2eGetNode(segs[3], location) }
+		handle = func(location string, _ *draw) reply { return c.e2eGetNode(segs[3], location) }
 	case nodes && len(segs) == 5 && segs[4] == "actions" && (r.Method == http.MethodPut || r.Method == http.MethodPost):
 		k.vmID, k.action = segs[3], true
 		body := readBody(r)
-		handle = func(string) reply { return c.e2ePutAction(segs[3], body) }
+		handle = func(_ string, d *draw) reply { return c.e2ePutAction(segs[3], body, d) }
 	default:
-		handle = func(string) reply { return e2eErr(http.StatusNotFound, "Not found.") }
+		handle = func(string, *draw) reply { return e2eErr(http.StatusNotFound, "Not found.") }
 	}
 	q := r.URL.Query()
 	token := bearer(r)
-	c.serve(w, r, k, func() reply {
+	c.serve(w, r, k, func(d *draw) reply {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if rep, ok := c.e2eAuthLocked(q, token); !ok {
@@ -112,7 +117,7 @@ func (c *Cloud) serveE2E(w http.ResponseWriter, r *http.Request, segs []string) 
 			rep.header.Set("Retry-After", strconv.Itoa(int(max(reset.Sub(c.now()).Round(time.Second)/time.Second, 1))))
 			return rep
 		}
-		return handle(q.Get("location"))
+		return handle(q.Get("location"), d)
 	})
 }
 
@@ -143,7 +148,18 @@ func (c *Cloud) e2eNodeLocked(id string) *VM {
 	return c.vmLocked(id)
 }
 
-func (c *Cloud) e2eListNodes(location string) reply {
+// e2eListPage is the list envelope: E2E's envelope plus the totals its
+// list endpoints carry.
+type e2eListPage struct {
+	e2eEnvelope
+	TotalCount      int `json:"total_count"`
+	TotalPageNumber int `json:"total_page_number"`
+}
+
+// e2eListNodes lists nodes a page at a time (page_no, per_page), in an
+// order neither the seed nor the public API fixes (by id unless the world
+// says otherwise).
+func (c *Cloud) e2eListNodes(r *http.Request, location string, d *draw) reply {
 	c.advanceLocked()
 	ids := make([]string, 0, len(c.vms))
 	for id := range c.vms {
@@ -151,12 +167,18 @@ func (c *Cloud) e2eListNodes(location string) reply {
 			ids = append(ids, id)
 		}
 	}
-	slices.Sort(ids)
-	out := make([]e2eNode, 0, len(ids))
-	for _, id := range ids {
+	slices.SortFunc(ids, func(a, b string) int { return cmp.Or(cmp.Compare(len(a), len(b)), strings.Compare(a, b)) })
+	ids = arrange(ids, c.listOrderLocked(d, "e2e nodes"), c.seedLocked(), func(id string) string { return id })
+	page, size := pageParams(r, "page_no", "per_page")
+	out := []e2eNode{}
+	for _, id := range pageOf(ids, page, size) {
 		out = append(out, c.e2eNodeJSON(c.vms[id], location))
 	}
-	return jsonReply(http.StatusOK, e2eEnvelope{Code: http.StatusOK, Data: out, Errors: map[string]any{}, Message: "Success"})
+	return jsonReply(http.StatusOK, e2eListPage{
+		e2eEnvelope:     e2eEnvelope{Code: http.StatusOK, Data: out, Errors: map[string]any{}, Message: "Success"},
+		TotalCount:      len(ids),
+		TotalPageNumber: max((len(ids)+size-1)/size, 1),
+	})
 }
 
 func (c *Cloud) e2eGetNode(id, location string) reply {
@@ -176,20 +198,24 @@ func (c *Cloud) e2eNodeJSON(vm *VM, location string) e2eNode {
 }
 
 // e2eStatusLocked is the node status: transitional while an action that
-// changes it runs, "Failed" after the node's last action failed, else the
-// power state.
+// changes it shows, "Failed" after the node's last finished action failed,
+// else the power state. An accepted action whose workflow has not begun
+// leaves the status as it was.
 func (c *Cloud) e2eStatusLocked(vm *VM) string {
-	switch vm.Pending() {
-	case "power_off":
-		return "Stopping"
-	case "power_on", "reboot":
-		return "Powering"
-	case "reinstall":
-		return "Reinstalling"
-	case "save_images":
-		return "Saving"
+	if a := c.showingLocked(vm); a != nil {
+		switch a.Type {
+		case "power_off":
+			return "Stopping"
+		case "power_on", "reboot":
+			return "Powering"
+		case "reinstall":
+			return "Reinstalling"
+		case "save_images":
+			return "Saving"
+		}
 	}
-	if last := c.actionsLocked(func(a *Action) bool { return a.Skin == "e2e" && a.VMID == vm.ID }); len(last) > 0 && last[0].State == ActionErrored {
+	last := c.lastLocked(func(a *Action) bool { return a.Skin == "e2e" && a.VMID == vm.ID && a.State != ActionInProgress })
+	if last != nil && last.State == ActionErrored {
 		return "Failed"
 	}
 	if vm.Power == PowerOff {
@@ -198,7 +224,7 @@ func (c *Cloud) e2eStatusLocked(vm *VM) string {
 	return "Running"
 }
 
-func (c *Cloud) e2ePutAction(id string, body []byte) reply {
+func (c *Cloud) e2ePutAction(id string, body []byte, d *draw) reply {
 	vm := c.e2eNodeLocked(id)
 	if vm == nil {
 		return e2eNotFound()
@@ -230,12 +256,15 @@ func (c *Cloud) e2ePutAction(id string, body []byte) reply {
 		// another one as a conflict.
 		return e2eErr(http.StatusConflict, "Another action is in progress on this node. Please try again later.")
 	}
-	a := c.startLocked("e2e", vm, req.Type, params, effect)
-	status := "In Progress"
-	// Long-running actions answer "done" at once: accepted, not finished.
-	if a.State != ActionInProgress || req.Type == "reinstall" || req.Type == "save_images" {
-		status = "done"
+	a := c.startLocked("e2e", vm, req.Type, params, effect, d)
+	// "done" means accepted, not finished: the seed says so of the
+	// long-running actions and is silent on the others, so they answer it
+	// too. The adversary picks either word.
+	status := "done"
+	if d.adversarial() && d.oneIn(2) {
+		status = "In Progress"
 	}
+	d.note("e2e answer status %q", status)
 	rep := jsonReply(http.StatusOK, e2eEnvelope{Code: http.StatusOK, Errors: map[string]any{}, Message: "Success",
 		Data: e2eActionData{ActionType: req.Type, CreatedAt: a.StartedAt.Format(time.RFC3339), ID: a.ID, ResourceID: vm.ID, Status: status}})
 	rep.accepted = true

@@ -32,10 +32,13 @@ func newE2EEnv(t *testing.T) *e2eEnv {
 	return e
 }
 
-func (e *e2eEnv) finish() {
+// finish moves the clock past the workflow delay and the action.
+func (e *e2eEnv) finish() { e.advance(DefaultE2EWorkflowDelay + time.Minute) }
+
+func (e *e2eEnv) advance(d time.Duration) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.now = e.now.Add(time.Minute)
+	e.now = e.now.Add(d)
 }
 
 var e2eGood = url.Values{"apikey": {"e2edemoapikey"}, "location": {"Delhi"}}
@@ -122,18 +125,30 @@ func TestE2ENodeAndStatuses(t *testing.T) {
 		n["location"] != "Delhi" || n["plan"] == nil || n["vm_id"] == nil {
 		t.Errorf("node %v", n)
 	}
-	for _, step := range []struct{ body, during, after string }{
-		{`{"type":"power_off"}`, "Stopping", "Powered off"},
-		{`{"type":"power_on"}`, "Powering", "Running"},
-		{`{"type":"reboot"}`, "Powering", "Running"},
-		{`{"type":"reinstall"}`, "Reinstalling", "Running"},
-		{`{"type":"save_images","name":"img-1"}`, "Saving", "Running"},
+	for _, step := range []struct{ body, before, during, after string }{
+		{`{"type":"power_off"}`, "Running", "Stopping", "Powered off"},
+		{`{"type":"power_on"}`, "Powered off", "Powering", "Running"},
+		{`{"type":"reboot"}`, "Running", "Powering", "Running"},
+		{`{"type":"reinstall"}`, "Running", "Reinstalling", "Running"},
+		{`{"type":"save_images","name":"img-1"}`, "Running", "Saving", "Running"},
 	} {
 		code, out := e.action("7", step.body)
 		data, _ := out["data"].(map[string]any)
 		if code != 200 || out["code"] != float64(200) || out["message"] != "Success" || data["resource_id"] != "7" || data["id"] == nil {
 			t.Fatalf("%s: %d %v", step.body, code, out)
 		}
+		// "done" means accepted; the node keeps its old state for a while.
+		if data["status"] != "done" {
+			t.Errorf("%s: answer status %v, want done", step.body, data["status"])
+		}
+		if s := e.node("7")["status"]; s != step.before {
+			t.Errorf("%s: status %v right after acceptance, want the old %s", step.body, s, step.before)
+		}
+		e.advance(DefaultE2EWorkflowDelay - time.Millisecond)
+		if s := e.node("7")["status"]; s != step.before {
+			t.Errorf("%s: status %v just before the workflow delay ends, want the old %s", step.body, s, step.before)
+		}
+		e.advance(time.Millisecond)
 		if s := e.node("7")["status"]; s != step.during {
 			t.Errorf("%s: status %v while running, want %s", step.body, s, step.during)
 		}
@@ -211,6 +226,26 @@ func TestE2EActionRules(t *testing.T) {
 	e.finish()
 	if e.node("8")["is_locked"] != false {
 		t.Error("still locked")
+	}
+}
+
+func TestE2ENodeList(t *testing.T) {
+	e := newE2EEnv(t)
+	for _, id := range []string{"9", "10", "11"} {
+		e.cloud.AddVM(VM{ID: id})
+	}
+	q := url.Values{"page_no": {"2"}, "per_page": {"2"}}
+	for k, v := range e2eGood {
+		q[k] = v
+	}
+	code, out := e.do(http.MethodGet, "/api/v1/nodes/", q, "", "")
+	data, _ := out["data"].([]any)
+	if code != 200 || len(data) != 1 || out["total_count"] != float64(3) || out["total_page_number"] != float64(2) {
+		t.Fatalf("page 2 of 2: %d %v", code, out)
+	}
+	// By id, as numbers: 9, 10, then 11.
+	if n, _ := data[0].(map[string]any); n["id"] != float64(11) {
+		t.Errorf("page 2 holds %v, want node 11", n)
 	}
 }
 

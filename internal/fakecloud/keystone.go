@@ -156,7 +156,7 @@ func (c *Cloud) serveKeystone(w http.ResponseWriter, r *http.Request, segs []str
 			return ksErr(http.StatusNotFound, "Not Found", "The resource could not be found.")
 		}
 	}
-	c.serve(w, r, k, handle)
+	c.serve(w, r, k, func(*draw) reply { return handle() })
 }
 
 func ksVersion(r *http.Request) map[string]any {

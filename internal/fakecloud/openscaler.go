@@ -16,17 +16,21 @@ import (
 //
 //	POST /v1/vms/{vm_id}/actions  {"type": start|shutdown|power_off|reboot|reset}
 //	GET  /v1/vms/{vm_id}[?only=state]
-//	GET  /v1/vms                  (assumed: a cheap authenticated list, for probes)
+//	GET  /v1/vms?page=&per_page=  (assumed: the seed copies DigitalOcean's
+//	                              wording, so the list is DigitalOcean's
+//	                              shape: {"vms": [...], "links", "meta"})
 //
 // Every call needs "Authorization: Bearer <token>". Actions are synchronous:
-// an empty 204 means the action is done. The seed documents no error body;
+// an empty success answer (204; the adversary also answers 200) means the
+// action is done. The seed documents no error body;
 // this skin assumes {"message": "..."} and these statuses:
 //
 //	400  malformed body or unknown action type
 //	401  missing or wrong token
 //	404  unknown VM (or an id that cannot be one)
 //	408  shutdown: the guest did not go down within OpenScalerShutdownTimeout;
-//	     it may still do so later (the seed also allows 500 here)
+//	     it may still do so later (the seed also says 500 here: the
+//	     adversary answers either)
 //	409  another action is still running on the VM (a timed-out shutdown)
 //	422  the action cannot run in the VM's state ("VM is not running",
 //	     "VM is already running"), or it ran and failed (VM.FailNext): a
@@ -74,23 +78,23 @@ func osErr(status int, msg string) reply {
 // serveOpenScaler routes /openscaler/v1/...
 func (c *Cloud) serveOpenScaler(w http.ResponseWriter, r *http.Request, segs []string) {
 	k := call{skin: "openscaler"}
-	var handle func() reply
+	var handle func(d *draw) reply
 	switch {
 	case len(segs) == 2 && segs[0] == "v1" && segs[1] == "vms" && r.Method == http.MethodGet:
-		handle = c.osListVMs
+		handle = func(d *draw) reply { return c.osListVMs(r, d) }
 	case len(segs) == 3 && segs[0] == "v1" && segs[1] == "vms" && r.Method == http.MethodGet:
 		k.vmID = segs[2]
 		only, hasOnly := r.URL.Query()["only"]
-		handle = func() reply { return c.osGetVM(segs[2], only, hasOnly) }
+		handle = func(*draw) reply { return c.osGetVM(segs[2], only, hasOnly) }
 	case len(segs) == 4 && segs[0] == "v1" && segs[1] == "vms" && segs[3] == "actions" && r.Method == http.MethodPost:
 		k.vmID, k.action = segs[2], true
 		body := readBody(r)
-		handle = func() reply { return c.osPostAction(segs[2], body) }
+		handle = func(d *draw) reply { return c.osPostAction(segs[2], body, d) }
 	default:
-		handle = func() reply { return osErr(http.StatusNotFound, "Not Found") }
+		handle = func(*draw) reply { return osErr(http.StatusNotFound, "Not Found") }
 	}
 	token := bearer(r)
-	c.serve(w, r, k, func() reply {
+	c.serve(w, r, k, func(d *draw) reply {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if !same(token, c.creds.OpenScalerToken) {
@@ -98,7 +102,7 @@ func (c *Cloud) serveOpenScaler(w http.ResponseWriter, r *http.Request, segs []s
 			rep.header.Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 			return rep
 		}
-		return handle()
+		return handle(d)
 	})
 }
 
@@ -115,24 +119,25 @@ func osNotFound(id string) reply {
 
 // osState is the libvirt domain state the API reports. A graceful shutdown
 // the guest is acting on shows as libvirt's "shutdown" (being shut down).
-func osState(vm *VM) string {
+func (c *Cloud) osState(vm *VM) string {
+	showing := c.showingLocked(vm)
 	switch {
 	case vm.Power == PowerOff:
 		return "shutoff"
-	case vm.Pending() == "shutdown" && !vm.IgnoreShutdown:
+	case showing != nil && showing.Type == "shutdown" && !vm.IgnoreShutdown:
 		return "shutdown"
 	default:
 		return "running"
 	}
 }
 
-func osView(vm *VM, full bool) osVM {
+func (c *Cloud) osView(vm *VM, full bool) osVM {
 	var id any = vm.ID
 	if n, err := strconv.ParseInt(vm.ID, 10, 64); err == nil {
 		id = n
 	}
 	sum := sha1.Sum([]byte("openscaler/" + vm.ID))
-	v := osVM{ID: id, Name: vm.Name, Region: vm.Region, Size: vm.Size, CreatedAt: osCreatedAt, State: osState(vm),
+	v := osVM{ID: id, Name: vm.Name, Region: vm.Region, Size: vm.Size, CreatedAt: osCreatedAt, State: c.osState(vm),
 		UUID: fmt.Sprintf("%x-%x-%x-%x-%x", sum[0:4], sum[4:6], sum[6:8], sum[8:10], sum[10:16])}
 	if full {
 		v.VCPUs, v.MemoryMB, v.DiskGB, v.Image = vm.VCPUs, vm.Memory*1024, vm.Disk, vm.Image
@@ -140,7 +145,9 @@ func osView(vm *VM, full bool) osVM {
 	return v
 }
 
-func (c *Cloud) osListVMs() reply {
+// osListVMs lists VMs a page at a time, in DigitalOcean's list shape, in an
+// order nothing documents (by id unless the world says otherwise).
+func (c *Cloud) osListVMs(r *http.Request, d *draw) reply {
 	c.advanceLocked()
 	ids := make([]string, 0, len(c.vms))
 	for id := range c.vms {
@@ -149,11 +156,13 @@ func (c *Cloud) osListVMs() reply {
 		}
 	}
 	sort.Strings(ids)
-	out := make([]osVM, 0, len(ids))
-	for _, id := range ids {
-		out = append(out, osView(c.vms[id], false))
+	ids = arrange(ids, c.listOrderLocked(d, "openscaler vms"), c.seedLocked(), func(id string) string { return id })
+	page, size := pageParams(r, "page", "per_page")
+	out := []osVM{}
+	for _, id := range pageOf(ids, page, size) {
+		out = append(out, c.osView(c.vms[id], false))
 	}
-	return jsonReply(http.StatusOK, out)
+	return jsonReply(http.StatusOK, map[string]any{"vms": out, "links": pageLinksFor(r, len(ids), page, size), "meta": listMeta{Total: len(ids)}})
 }
 
 func (c *Cloud) osGetVM(id string, only []string, hasOnly bool) reply {
@@ -164,10 +173,10 @@ func (c *Cloud) osGetVM(id string, only []string, hasOnly bool) reply {
 	if hasOnly && (len(only) != 1 || only[0] != "state") {
 		return osErr(http.StatusBadRequest, fmt.Sprintf("unsupported value for only: %q", only))
 	}
-	return jsonReply(http.StatusOK, osView(vm, !hasOnly))
+	return jsonReply(http.StatusOK, c.osView(vm, !hasOnly))
 }
 
-func (c *Cloud) osPostAction(id string, body []byte) reply {
+func (c *Cloud) osPostAction(id string, body []byte, d *draw) reply {
 	vm := c.osVMLocked(id)
 	if vm == nil {
 		return osNotFound(id)
@@ -213,10 +222,15 @@ func (c *Cloud) osPostAction(id string, body []byte) reply {
 		return osErr(http.StatusUnprocessableEntity, "VM is not running")
 	}
 
-	if req.Type == "shutdown" && (vm.IgnoreShutdown || c.osDurationLocked(vm) > OpenScalerShutdownTimeout) {
+	if req.Type == "shutdown" && (vm.IgnoreShutdown || c.durationLocked(vm) > OpenScalerShutdownTimeout) {
 		// The API gave up waiting; the guest goes on (or keeps ignoring it).
-		c.startLocked("openscaler", vm, req.Type, nil, effect)
-		rep := osErr(http.StatusRequestTimeout, fmt.Sprintf("timed out after %s waiting for VM %s to shut down", OpenScalerShutdownTimeout, id))
+		c.startLocked("openscaler", vm, req.Type, nil, effect, d)
+		status := http.StatusRequestTimeout
+		if d.adversarial() && d.oneIn(2) {
+			status = http.StatusInternalServerError
+		}
+		d.note("shutdown timed out: answered %d", status)
+		rep := osErr(status, fmt.Sprintf("timed out after %s waiting for VM %s to shut down", OpenScalerShutdownTimeout, id))
 		rep.accepted = true
 		return rep
 	}
@@ -226,15 +240,15 @@ func (c *Cloud) osPostAction(id string, body []byte) reply {
 		rep.accepted = true
 		return rep
 	}
-	rep := reply{status: http.StatusNoContent, header: http.Header{}, accepted: true}
-	return rep
-}
-
-func (c *Cloud) osDurationLocked(vm *VM) time.Duration {
-	if vm.ActionDuration > 0 {
-		return vm.ActionDuration
+	// "An empty success response": 204, or 200 with no body.
+	status := http.StatusNoContent
+	if d.adversarial() && d.oneIn(2) {
+		status = http.StatusOK
 	}
-	return c.actionDuration
+	if d.adversarial() {
+		d.note("answered %d with no body", status)
+	}
+	return reply{status: status, header: http.Header{}, accepted: true}
 }
 
 // osSupersedeLocked ends the VM's pending action without its effect, because

@@ -47,8 +47,10 @@ func TestOpenScalerWire(t *testing.T) {
 	if code, body := osCall(t, server.URL, "wrong", http.MethodGet, "/v1/vms", ""); code != http.StatusUnauthorized || !strings.Contains(body, `"message"`) {
 		t.Errorf("wrong token: %d %s", code, body)
 	}
-	if code, _ := do(http.MethodGet, "/v1/vms", ""); code != http.StatusOK {
-		t.Errorf("list: %d", code)
+	// DigitalOcean's list shape (the seed copies DigitalOcean's wording).
+	if code, body := do(http.MethodGet, "/v1/vms?page=2&per_page=1", ""); code != http.StatusOK ||
+		!strings.Contains(body, `"vms":[{"id":`) || !strings.Contains(body, `"total":2`) || !strings.Contains(body, `"prev"`) {
+		t.Errorf("list page 2: %d %s", code, body)
 	}
 
 	code, body := do(http.MethodGet, "/v1/vms/23?only=state", "")

@@ -149,34 +149,37 @@ func senlinRequestID() string {
 func (c *Cloud) serveSenlin(w http.ResponseWriter, r *http.Request, segs []string) {
 	k := call{skin: "senlin"}
 	if len(segs) == 0 && r.Method == http.MethodGet {
-		c.serve(w, r, k, func() reply { return senlinVersions() })
+		c.serve(w, r, k, func(*draw) reply { return senlinVersions() })
 		return
 	}
 	v1 := len(segs) >= 2 && segs[0] == "v1"
-	var handle func(v senlinVersion) reply
+	var handle func(v senlinVersion, d *draw) reply
 	switch {
 	case v1 && len(segs) == 3 && segs[1] == "nodes" && r.Method == http.MethodGet:
 		k.vmID = c.senlinResolve(segs[2])
-		handle = func(v senlinVersion) reply { return c.senlinGetNodeLocked(segs[2], v) }
+		handle = func(v senlinVersion, _ *draw) reply { return c.senlinGetNodeLocked(segs[2], v) }
 	case v1 && len(segs) == 4 && segs[1] == "nodes" && segs[3] == "actions" && r.Method == http.MethodPost:
 		k.vmID, k.action = c.senlinResolve(segs[2]), true
 		body := readBody(r)
-		handle = func(v senlinVersion) reply { return c.senlinPostActionLocked(segs[2], body, v) }
+		handle = func(v senlinVersion, d *draw) reply { return c.senlinPostActionLocked(segs[2], body, v, d) }
 	case v1 && len(segs) == 2 && segs[1] == "actions" && r.Method == http.MethodGet:
 		q := r.URL.Query()
-		handle = func(v senlinVersion) reply { return c.senlinListActionsLocked(q, v) }
+		if target := q.Get("target"); target != "" {
+			k.vmID = c.senlinResolve(target) // so the VM's story shows its lookups
+		}
+		handle = func(v senlinVersion, d *draw) reply { return c.senlinListActionsLocked(q, v, d) }
 	case v1 && len(segs) == 3 && segs[1] == "actions" && r.Method == http.MethodGet:
-		handle = func(v senlinVersion) reply { return c.senlinGetActionLocked(segs[2], v) }
+		handle = func(v senlinVersion, _ *draw) reply { return c.senlinGetActionLocked(segs[2], v) }
 	case v1 && len(segs) == 3 && segs[1] == "actions" && r.Method == http.MethodPatch:
 		body := readBody(r)
-		handle = func(v senlinVersion) reply { return c.senlinCancelLocked(segs[2], body, v) }
+		handle = func(v senlinVersion, _ *draw) reply { return c.senlinCancelLocked(segs[2], body, v) }
 	default:
-		handle = func(senlinVersion) reply {
+		handle = func(senlinVersion, *draw) reply {
 			return senlinErr(http.StatusNotFound, "HTTPNotFound", "The resource could not be found.")
 		}
 	}
 	token := r.Header.Get("X-Auth-Token")
-	c.serve(w, r, k, func() reply {
+	c.serve(w, r, k, func(d *draw) reply {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		var rep reply
@@ -186,7 +189,7 @@ func (c *Cloud) serveSenlin(w http.ResponseWriter, r *http.Request, segs []strin
 		} else if v, bad, ok := senlinMicroversion(r.Header); !ok {
 			rep = bad
 		} else {
-			rep = handle(v)
+			rep = handle(v, d)
 			rep.header.Set("OpenStack-API-Version", "clustering "+v.String())
 			rep.header.Set("Vary", "OpenStack-API-Version")
 		}
@@ -277,7 +280,7 @@ func (c *Cloud) senlinFindLocked(identity string) (*VM, reply) {
 		fmt.Sprintf("Multiple results found matching the query criteria '%s'. Please be more specific.", identity))
 }
 
-func (c *Cloud) senlinPostActionLocked(identity string, body []byte, v senlinVersion) reply {
+func (c *Cloud) senlinPostActionLocked(identity string, body []byte, v senlinVersion, d *draw) reply {
 	var req map[string]json.RawMessage
 	if len(bytes.TrimSpace(body)) > 0 && json.Unmarshal(body, &req) != nil {
 		return senlinErr(http.StatusBadRequest, "HTTPBadRequest", "The server could not comply with the request since it is either malformed or otherwise incorrect.")
@@ -324,7 +327,7 @@ func (c *Cloud) senlinPostActionLocked(identity string, body []byte, v senlinVer
 		return senlinErr(http.StatusConflict, "ActionConflict",
 			fmt.Sprintf("The %s action for target %s conflicts with the following action(s): %s", typ, vm.ID, p.UUID))
 	}
-	a := c.startLocked("senlin", vm, typ, inputs, effect)
+	a := c.startLocked("senlin", vm, typ, inputs, effect, d)
 	rep = jsonReply(http.StatusAccepted, map[string]any{"action": a.UUID})
 	rep.header.Set("Location", "/v1/actions/"+a.UUID)
 	rep.accepted = true
@@ -411,7 +414,7 @@ func (c *Cloud) senlinStatusLocked(a *Action) senlinAction {
 	out := senlinAction{Status: "READY"}
 	created := a.StartedAt.Format(time.RFC3339)
 	out.CreatedAt = &created
-	running := a.StartedAt.Add(a.duration / 4)
+	running := a.ShownAt.Add(time.Duration(float64(a.duration) * a.readyShare))
 	epoch := func(t time.Time) *float64 { f := float64(t.UnixNano()) / 1e9; return &f }
 	stamp := func(t time.Time) *string { s := t.UTC().Format(time.RFC3339); return &s }
 	switch a.State {
@@ -525,7 +528,7 @@ func (c *Cloud) senlinGetNodeLocked(identity string, v senlinVersion) reply {
 		User: KeystoneUserID(c.creds.KeystoneUser), Project: KeystoneProjectID(c.creds.KeystoneProject),
 	}
 	switch {
-	case vm.pending != nil && vm.pending.Type == "NODE_RECOVER":
+	case c.showingLocked(vm) != nil && vm.pending.Type == "NODE_RECOVER":
 		n.Status, n.StatusReason = "RECOVERING", "Recovery in progress"
 	case vm.Power != PowerOn:
 		n.Status, n.StatusReason = "ERROR", "Check: Node is not ACTIVE."
@@ -538,7 +541,7 @@ func (c *Cloud) senlinGetNodeLocked(identity string, v senlinVersion) reply {
 }
 
 // senlinListActionsLocked is GET /v1/actions with Senlin's query parameters.
-func (c *Cloud) senlinListActionsLocked(q url.Values, v senlinVersion) reply {
+func (c *Cloud) senlinListActionsLocked(q url.Values, v senlinVersion, d *draw) reply {
 	allowed := []string{"name", "cluster_id", "target", "action", "status", "limit", "marker", "sort", "global_project"}
 	for _, key := range slices.Sorted(maps.Keys(q)) {
 		if !slices.Contains(allowed, key) {
@@ -597,11 +600,13 @@ func (c *Cloud) senlinListActionsLocked(q url.Values, v senlinVersion) reply {
 		sa      senlinAction
 	}
 	var entries []entry
-	for _, a := range c.actionsLocked(func(a *Action) bool { return a.Skin == "senlin" }) {
+	for _, a := range c.listedLocked(func(a *Action) bool { return a.Skin == "senlin" }) {
 		sa := c.senlinActionJSON(a, v)
 		if in("target", sa.Target) && in("action", sa.Action) && in("status", sa.Status) && in("name", sa.Name) &&
 			in("cluster_id", "") {
-			entries = append(entries, entry{a.StartedAt, sa})
+			// Senlin stores created_at in whole seconds and its paging
+			// breaks ties by id, not by when an action came.
+			entries = append(entries, entry{a.StartedAt.Truncate(time.Second), sa})
 		}
 	}
 	field := func(a senlinAction, key string) string {

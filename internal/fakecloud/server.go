@@ -1,12 +1,12 @@
 package fakecloud
 
 import (
+	"bytes"
 	"encoding/json"
-	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -26,8 +26,26 @@ type Request struct {
 	ActionCall bool `json:"actionCall,omitempty"`
 	// Accepted is true when such a call started an action.
 	Accepted bool `json:"accepted,omitempty"`
+	// Handled is true when the API handled the request (accepted or
+	// refused it). A proxy error before forwarding, an injected fault that
+	// drops or rejects the request first, and a client that left while the
+	// request waited leave it false.
+	Handled bool `json:"handled,omitempty"`
 	// VMID the call was about, when it named one.
 	VMID string `json:"vmID,omitempty"`
+	// Proxy is "before-forwarding" when a proxy error answered and the API
+	// never saw the request, "after-forwarding" when the API handled it
+	// and the proxy lost the answer.
+	Proxy string `json:"proxy,omitempty"`
+	// AnswerHeld is true when the adversary held the answer back after the
+	// API handled the request.
+	AnswerHeld bool `json:"answerHeld,omitempty"`
+	// Draw names what the adversary's choices for this request derive
+	// from: the seed, the skin, method and path, and the path's count.
+	Draw string `json:"draw,omitempty"`
+	// Choices lists every choice the cloud made answering the request
+	// (latency, proxy errors, delays, durations, list order, faults).
+	Choices []string `json:"choices,omitempty"`
 }
 
 // Log returns a copy of the request log, oldest first.
@@ -60,6 +78,22 @@ func (c *Cloud) CountRequests(keep func(Request) bool) int {
 // ActionCalls counts calls that asked for an action on a VM (accepted or not).
 func (c *Cloud) ActionCalls(vmID string) int {
 	return c.CountRequests(func(r Request) bool { return r.ActionCall && r.VMID == vmID })
+}
+
+// HandledActionCalls counts action calls on a VM that the API handled
+// (accepted or refused): not those a proxy error, an injected fault or a
+// client gone while they waited kept from it.
+func (c *Cloud) HandledActionCalls(vmID string) int {
+	return c.CountRequests(func(r Request) bool { return r.ActionCall && r.VMID == vmID && r.Handled })
+}
+
+// LostAnswers counts action calls on a VM whose answer the adversary
+// replaced with a proxy error or held back: after one, a provider without
+// action history may honestly be unable to tell what happened.
+func (c *Cloud) LostAnswers(vmID string) int {
+	return c.CountRequests(func(r Request) bool {
+		return r.ActionCall && r.VMID == vmID && (r.Proxy != "" || r.AnswerHeld)
+	})
 }
 
 // AcceptedActions counts actions the cloud started on a VM.
@@ -97,29 +131,44 @@ type call struct {
 	vmID   string
 }
 
-// serve answers a routed request: it applies faults, runs handle (which
-// takes c.mu itself) and logs the exchange.
-func (c *Cloud) serve(w http.ResponseWriter, r *http.Request, k call, handle func() reply) {
+// serve answers a routed request: it applies injected faults and the
+// adversary's choices, runs handle (which takes c.mu itself) and logs the
+// exchange with every choice made.
+func (c *Cloud) serve(w http.ResponseWriter, r *http.Request, k call, handle func(d *draw) reply) {
 	entry := Request{Time: c.now().UTC(), Skin: k.skin, Method: r.Method, Path: r.URL.EscapedPath(),
 		Query: r.URL.RawQuery, ActionCall: k.action, VMID: k.vmID}
+	c.mu.Lock()
+	f := c.matchFaultLocked(k.skin, r, k.action)
+	d := c.newDrawLocked(k.skin, r, k.action)
+	c.mu.Unlock()
+	entry.Draw = d.key
 	// The entry is logged before the client can see any answer, so a test
 	// that reacts to the answer (or to a dropped connection) finds it.
 	record := func(status int) {
-		entry.Status = status
+		entry.Status, entry.Choices = status, d.choices
 		c.mu.Lock()
 		c.log = append(c.log, entry)
 		c.mu.Unlock()
 	}
 
-	c.mu.Lock()
-	f := c.matchFaultLocked(k.skin, r, k.action)
-	c.mu.Unlock()
-
+	// An injected fault decides this request's fate; the adversary only
+	// makes the choices inside the API (delays, order, ...).
+	var plan requestPlan
+	if f != nil {
+		d.note("injected fault %s", f.Mode)
+	} else {
+		plan = d.planRequest(k.action)
+	}
+	latency := plan.latency
+	if f != nil {
+		latency = f.Latency
+	}
 	if f != nil && f.Mode == ForwardLate {
-		time.Sleep(f.Latency)
-	} else if f != nil && f.Latency > 0 {
+		// A proxy holds the request whether or not the client still waits.
+		time.Sleep(latency)
+	} else if latency > 0 {
 		select {
-		case <-time.After(f.Latency):
+		case <-time.After(latency):
 		case <-r.Context().Done():
 			record(0)
 			return
@@ -137,9 +186,15 @@ func (c *Cloud) serve(w http.ResponseWriter, r *http.Request, k call, handle fun
 			return
 		}
 	}
+	if plan.proxy == proxyBeforeForwarding {
+		entry.Proxy = string(plan.proxy)
+		record(plan.proxyStatus)
+		writeReply(w, proxyReply(plan.proxyStatus))
+		return
+	}
 
-	rep := handle()
-	entry.Accepted = rep.accepted
+	rep := handle(d)
+	entry.Accepted, entry.Handled = rep.accepted, true
 	if f != nil {
 		switch f.Mode {
 		case AcceptThenFail:
@@ -162,8 +217,23 @@ func (c *Cloud) serve(w http.ResponseWriter, r *http.Request, k call, handle fun
 			return
 		}
 	}
-	record(rep.status)
-	writeReply(w, rep)
+	switch {
+	case plan.proxy == proxyAfterForwarding:
+		entry.Proxy = string(plan.proxy)
+		record(plan.proxyStatus)
+		writeReply(w, proxyReply(plan.proxyStatus))
+	case plan.answerDelay > 0:
+		entry.AnswerHeld = true
+		record(rep.status)
+		select {
+		case <-time.After(plan.answerDelay):
+			writeReply(w, rep)
+		case <-r.Context().Done():
+		}
+	default:
+		record(rep.status)
+		writeReply(w, rep)
+	}
 }
 
 func writeReply(w http.ResponseWriter, rep reply) {
@@ -282,47 +352,15 @@ func itoa(n int) string {
 }
 
 // readBody reads a request body (bounded); a body that cannot be read is
-// treated as empty.
+// treated as empty. The body stays readable for the adversary's draw.
 func readBody(r *http.Request) []byte {
 	b, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	r.Body = io.NopCloser(bytes.NewReader(b))
 	return b
 }
 
-// actionPage is one page of an action list in DigitalOcean's style, which
-// CloudsFor's list follows too: newest first, page and per_page (at most
-// 200, default 20), links.pages and meta.total.
-func actionPage[T any](r *http.Request, all []*Action, render func(*Action) T) map[string]any {
-	q := r.URL.Query()
-	page, perPage := 1, 20
-	if v, err := strconv.Atoi(q.Get("page")); err == nil && v > 0 {
-		page = v
-	}
-	if v, err := strconv.Atoi(q.Get("per_page")); err == nil && v > 0 {
-		perPage = min(v, 200)
-	}
-	from := min((page-1)*perPage, len(all))
-	to := min(from+perPage, len(all))
-	items := make([]T, 0, to-from)
-	for _, a := range all[from:to] {
-		items = append(items, render(a))
-	}
-	base := "http://" + r.Host + r.URL.Path
-	link := func(p int) string { return fmt.Sprintf("%s?page=%d&per_page=%d", base, p, perPage) }
-	pages := map[string]string{}
-	last := max((len(all)+perPage-1)/perPage, 1)
-	if page > 1 {
-		pages["first"], pages["prev"] = link(1), link(page-1)
-	}
-	if page < last {
-		pages["next"], pages["last"] = link(page+1), link(last)
-	}
-	return map[string]any{"actions": items, "links": pageLinks{Pages: pages}, "meta": listMeta{Total: len(all)}}
-}
-
-type pageLinks struct {
-	Pages map[string]string `json:"pages,omitempty"`
-}
-
-type listMeta struct {
-	Total int `json:"total"`
+// isJSON tells whether a request says its body is JSON.
+func isJSON(r *http.Request) bool {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return err == nil && mt == "application/json"
 }

@@ -71,6 +71,10 @@ type Harness struct {
 	// UnknowableAction, when set, is an action whose lost answer the
 	// provider cannot show: Lookup must say SubmissionUnknown.
 	UnknowableAction *provider.Request
+
+	// world is how fakecloud behaves where the seeds leave a choice open
+	// (set by Run).
+	world fakecloud.TestWorld
 }
 
 // env is one fakecloud with one driver.
@@ -88,7 +92,10 @@ func (h Harness) newEnv(t *testing.T, duration time.Duration) *env {
 
 func (h Harness) newEnvWithTimeout(t *testing.T, duration, timeout time.Duration) *env {
 	t.Helper()
-	cloud := fakecloud.New(fakecloud.Options{ActionDuration: duration})
+	// The suite polls fast: the per-token budget is out of the way (rate
+	// limits are tested with an injected 429).
+	cloud := h.newCloud(t, fakecloud.Options{ActionDuration: duration,
+		RateBudget: fakecloud.RateBudget{Limit: 1_000_000, Window: time.Minute}})
 	server := httptest.NewServer(cloud.Handler())
 	t.Cleanup(server.Close)
 	cfg := h.Configure(server.URL, fakecloud.DefaultCredentials())
@@ -116,8 +123,38 @@ func (e *env) addVM(id string, prepare func(vm *fakecloud.VM)) {
 	}
 }
 
-// Run runs the conformance suite.
+// newCloud builds a cloud in the harness's world; when the test fails, it
+// says which world it was, how to repeat it and what the cloud did.
+func (h Harness) newCloud(t *testing.T, opts fakecloud.Options) *fakecloud.Cloud {
+	t.Helper()
+	cloud := fakecloud.New(h.world.Apply(opts))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("%s; what the cloud did:\n%s", h.world, cloud.Story(""))
+		}
+	})
+	return cloud
+}
+
+// Run runs the conformance suite in each world fakecloud.TestWorlds names:
+// the default world under the suite's own test names, any other under
+// "world=<name>".
 func Run(t *testing.T, h Harness) {
+	worlds, err := fakecloud.TestWorlds()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range worlds {
+		h.world = w
+		if w.Default {
+			h.run(t)
+			continue
+		}
+		t.Run("world="+w.Name, h.run)
+	}
+}
+
+func (h Harness) run(t *testing.T) {
 	t.Run("capabilities cover every action", func(t *testing.T) { h.testCapabilities(t) })
 	t.Run("every action succeeds", func(t *testing.T) { h.testActions(t) })
 	t.Run("portable names", func(t *testing.T) { h.testPortable(t) })
@@ -188,8 +225,11 @@ func (h Harness) testActions(t *testing.T) {
 			if !contains(want, st.Class) {
 				t.Errorf("reason %q, want one of %v (message %q)", st.Class, want, st.Message)
 			}
-			if n := e.cloud.ActionCalls(id); n != 1 {
-				t.Errorf("%d action calls logged, want exactly 1", n)
+			if n := e.cloud.HandledActionCalls(id); n != 1 {
+				t.Errorf("%d action calls handled by the provider, want exactly 1", n)
+			}
+			if n := e.cloud.AcceptedActions(id); n != 1 {
+				t.Errorf("%d actions accepted, want exactly 1", n)
 			}
 			if ac.Check != nil {
 				vm, _ := e.cloud.VM(id)
@@ -202,8 +242,7 @@ func (h Harness) testActions(t *testing.T) {
 // runToEnd submits and polls until the action ends.
 func (h Harness) runToEnd(t *testing.T, e *env, req provider.Request) provider.ActionStatus {
 	t.Helper()
-	ctx := context.Background()
-	sub, err := e.driver.Submit(ctx, req)
+	sub, err := h.submit(t, e.driver, req)
 	if err != nil {
 		t.Fatalf("Submit: %v", err)
 	}
@@ -212,7 +251,7 @@ func (h Harness) runToEnd(t *testing.T, e *env, req provider.Request) provider.A
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		st, err := e.driver.Status(ctx, sub)
+		st, err := status(e.driver, sub)
 		if err != nil {
 			t.Fatalf("Status: %v", err)
 		}
@@ -246,7 +285,7 @@ func (h Harness) testPortable(t *testing.T) {
 
 func (h Harness) testProbe(t *testing.T) {
 	e := h.newEnv(t, 0)
-	if err := e.driver.Probe(context.Background()); err != nil {
+	if err := probe(e.driver); err != nil {
 		t.Fatalf("Probe with good credentials: %v", err)
 	}
 	if e.cloud.CountRequests(nil) == 0 {
@@ -274,13 +313,13 @@ func (h Harness) testRejected(t *testing.T) {
 	if err := e.driver.Validate(req); err != nil {
 		t.Fatalf("the Rejected case must pass the driver's checks: %v", err)
 	}
-	_, err := e.driver.Submit(context.Background(), req)
+	_, err := h.submit(t, e.driver, req)
 	pe := expectKind(t, err, provider.Terminal)
 	if pe != nil && !strings.Contains(pe.Message, h.RejectedMessage) {
 		t.Errorf("message %q does not carry the provider's words %q", pe.Message, h.RejectedMessage)
 	}
-	if n := e.cloud.ActionCalls(req.NodeID); n != 1 {
-		t.Errorf("%d action calls, want 1", n)
+	if n := e.cloud.HandledActionCalls(req.NodeID); n != 1 {
+		t.Errorf("%d action calls handled by the provider, want 1", n)
 	}
 }
 
@@ -293,7 +332,7 @@ func windowFrom(since time.Time) provider.Window {
 func (h Harness) testUnknownNode(t *testing.T) {
 	e := h.newEnv(t, 0)
 	req := provider.Request{NodeID: h.NodeID(99), Action: h.LookupAction.Action, Parameters: h.LookupAction.Parameters}
-	_, err := e.driver.Submit(context.Background(), req)
+	_, err := h.submit(t, e.driver, req)
 	expectTerminal(t, err, provider.NodeNotFound)
 }
 
@@ -314,7 +353,7 @@ func (h Harness) testInvalidNodeID(t *testing.T) {
 }
 
 func (h Harness) testBadCredentials(t *testing.T) {
-	cloud := fakecloud.New(fakecloud.Options{})
+	cloud := h.newCloud(t, fakecloud.Options{})
 	server := httptest.NewServer(cloud.Handler())
 	defer server.Close()
 	cfg := h.Configure(server.URL, fakecloud.DefaultCredentials())
@@ -330,8 +369,8 @@ func (h Harness) testBadCredentials(t *testing.T) {
 	}
 	id := h.NodeID(1)
 	cloud.AddVM(fakecloud.VM{ID: id})
-	expectTerminal(t, d.Probe(context.Background()), provider.AuthFailed)
-	_, err = d.Submit(context.Background(), provider.Request{NodeID: id, Action: h.LookupAction.Action, Parameters: h.LookupAction.Parameters})
+	expectTerminal(t, probe(d), provider.AuthFailed)
+	_, err = h.submit(t, d, provider.Request{NodeID: id, Action: h.LookupAction.Action, Parameters: h.LookupAction.Parameters})
 	expectTerminal(t, err, provider.AuthFailed)
 	if n := cloud.AcceptedActions(id); n != 0 {
 		t.Errorf("bad credentials started %d actions", n)
@@ -344,8 +383,7 @@ func (h Harness) testProviderFailure(t *testing.T) {
 	req.NodeID = h.NodeID(1)
 	const reason = "hypervisor refused the operation"
 	e.addVM(req.NodeID, func(vm *fakecloud.VM) { vm.FailNext = reason })
-	ctx := context.Background()
-	sub, err := e.driver.Submit(ctx, req)
+	sub, err := h.submit(t, e.driver, req)
 	var st provider.ActionStatus
 	switch {
 	case err != nil:
@@ -363,7 +401,7 @@ func (h Harness) testProviderFailure(t *testing.T) {
 				t.Fatal("failed action did not end")
 			}
 			time.Sleep(10 * time.Millisecond)
-			if st, err = e.driver.Status(ctx, sub); err != nil {
+			if st, err = status(e.driver, sub); err != nil {
 				t.Fatalf("Status: %v", err)
 			}
 		}
@@ -378,7 +416,6 @@ func (h Harness) testProviderFailure(t *testing.T) {
 
 func (h Harness) testLookup(t *testing.T) {
 	e := h.newEnv(t, time.Second)
-	ctx := context.Background()
 	req := h.LookupAction
 	req.NodeID = h.NodeID(1)
 	e.addVM(req.NodeID, h.LookupPrepare)
@@ -386,16 +423,18 @@ func (h Harness) testLookup(t *testing.T) {
 
 	// Nothing submitted yet: the provider must not invent an action, and
 	// says its records are complete enough to prove it.
-	found, err := e.driver.Lookup(ctx, req, windowFrom(since))
+	found, err := h.lookup(t, e.driver, req, windowFrom(since))
 	if err != nil || len(found.Candidates) != 0 || !found.Complete {
 		t.Fatalf("Lookup before any submission: %+v, %v; want no candidate and complete records", found, err)
 	}
 
-	sub, err := e.driver.Submit(ctx, req)
+	sub, err := h.submit(t, e.driver, req)
 	if err != nil {
 		t.Fatalf("Submit: %v", err)
 	}
-	found, err = e.driver.Lookup(ctx, req, windowFrom(since))
+	// The operator looks only once a submission has settled.
+	time.Sleep(h.world.Settle())
+	found, err = h.lookup(t, e.driver, req, windowFrom(since))
 	if err != nil {
 		t.Fatalf("Lookup after submission: %v", err)
 	}
@@ -412,7 +451,7 @@ func (h Harness) testLookup(t *testing.T) {
 		// An action that started before the window is not a candidate:
 		// it cannot be a later attempt's.
 		later := provider.Window{From: time.Now().Add(time.Minute), To: time.Now().Add(2 * time.Minute)}
-		if found, err := e.driver.Lookup(ctx, req, later); err != nil || len(found.Candidates) != 0 {
+		if found, err := h.lookup(t, e.driver, req, later); err != nil || len(found.Candidates) != 0 {
 			t.Errorf("Lookup with a window after the action: %+v, %v; want no candidate", found, err)
 		}
 	}
@@ -421,7 +460,7 @@ func (h Harness) testLookup(t *testing.T) {
 		u := *h.UnknowableAction
 		u.NodeID = h.NodeID(2)
 		e.addVM(u.NodeID, nil)
-		_, err := e.driver.Lookup(ctx, u, windowFrom(time.Now()))
+		_, err := h.lookup(t, e.driver, u, windowFrom(time.Now()))
 		expectTerminal(t, err, provider.SubmissionUnknown)
 	}
 }
@@ -458,7 +497,8 @@ func (h Harness) testAmbiguous(t *testing.T) {
 			if n := e.cloud.AcceptedActions(req.NodeID); n != 1 {
 				t.Fatalf("fakecloud accepted %d actions, want 1", n)
 			}
-			found, err := e.driver.Lookup(context.Background(), req, windowFrom(since))
+			time.Sleep(h.world.Settle())
+			found, err := h.lookup(t, e.driver, req, windowFrom(since))
 			if err != nil || len(found.Candidates) != 1 {
 				t.Fatalf("Lookup after a lost answer: %+v, %v; want the accepted action", found, err)
 			}
