@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -123,26 +124,36 @@ func userKubeconfig(env *envtest.Environment, cfg *rest.Config, dir string, u en
 	return path, os.WriteFile(path, kc, 0o600)
 }
 
-// installPoliciesAndRoles creates the admission policies and user roles of
-// config/ (without kustomize's name prefix; the policies do not refer to
-// each other by name but for their bindings).
+// installPoliciesAndRoles creates the admission policies and the user
+// roles that dist/install.yaml installs.
 func installPoliciesAndRoles() error {
-	files := []string{
-		"config/policy/validating_admission_policy.yaml", "config/policy/validating_admission_policy_binding.yaml",
-		"config/rbac/nodeaction_operator_role.yaml", "config/rbac/nodeaction_admin_role.yaml", "config/rbac/nodeaction_viewer_role.yaml",
+	data, err := os.ReadFile(filepath.Join("..", "..", "dist", "install.yaml"))
+	if err != nil {
+		return err
 	}
-	for _, f := range files {
-		data, err := os.ReadFile(filepath.Join("..", "..", f))
+	decoder := serializer.NewCodecFactory(scheme).UniversalDeserializer()
+	created := 0
+	for _, doc := range strings.Split(string(data), "\n---\n") {
+		obj, _, err := decoder.Decode([]byte(doc), nil, nil)
 		if err != nil {
-			return err
+			continue // the CRDs and the Namespace: not in this scheme, not needed
 		}
-		obj, _, err := serializer.NewCodecFactory(scheme).UniversalDeserializer().Decode(data, nil, nil)
-		if err != nil {
-			return fmt.Errorf("%s: %w", f, err)
+		switch o := obj.(type) {
+		case *admissionregistrationv1.ValidatingAdmissionPolicy, *admissionregistrationv1.ValidatingAdmissionPolicyBinding:
+		case *rbacv1.ClusterRole:
+			if !strings.HasPrefix(o.Name, "nodeaction-") || o.Labels["rbac.authorization.k8s.io/aggregate-to-view"] == "" && o.Labels["rbac.authorization.k8s.io/aggregate-to-edit"] == "" && o.Labels["rbac.authorization.k8s.io/aggregate-to-admin"] == "" {
+				continue
+			}
+		default:
+			continue
 		}
 		if err := k8s.Create(context.Background(), obj.(client.Object)); err != nil {
-			return fmt.Errorf("creating %s: %w", f, err)
+			return fmt.Errorf("creating %T from dist/install.yaml: %w", obj, err)
 		}
+		created++
+	}
+	if created != 7 {
+		return fmt.Errorf("found %d admission policies, bindings and user roles in dist/install.yaml, want 7", created)
 	}
 	return nil
 }

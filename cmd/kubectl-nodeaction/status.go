@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -136,11 +137,22 @@ func terminalWidth(out io.Writer) int {
 	return 0
 }
 
-// printTable writes the NodeActions as aligned columns. Columns other than
-// MESSAGE are never cut; MESSAGE takes what is left of width (all of it
-// when width is 0).
+// Columns that give way, in this order, when the terminal is too narrow
+// for the others and a useful MESSAGE.
+var droppable = []string{"ACTION ID", "PROVIDER", "NODE"}
+
+const (
+	columnGap    = 2
+	minMessage   = 20
+	messageTitle = "MESSAGE"
+)
+
+// printTable writes the NodeActions as aligned columns. With a width, the
+// MESSAGE column takes what the others leave, ACTION ID, PROVIDER and NODE
+// give way (in that order) when that is less than minMessage, and no line
+// is longer than width. With width 0 nothing is cut.
 func printTable(out io.Writer, items []*v1alpha1.NodeAction, withNamespace bool, width int, now time.Time) {
-	header := []string{"NAME", "PROVIDER", "NODE", "ACTION", "PHASE", "REASON", "AGE", "ACTION ID", "MESSAGE"}
+	header := []string{"NAME", "PROVIDER", "NODE", "ACTION", "PHASE", "REASON", "AGE", "ACTION ID", messageTitle}
 	if withNamespace {
 		header = append([]string{"NAMESPACE"}, header...)
 	}
@@ -157,30 +169,41 @@ func printTable(out io.Writer, items []*v1alpha1.NodeAction, withNamespace bool,
 		}
 		rows = append(rows, row)
 	}
-	const gap = 3
-	widths := make([]int, len(header))
-	for _, r := range rows {
-		for i, cell := range r {
-			widths[i] = max(widths[i], utf8.RuneCountInString(cell))
+	widths := func() (w []int, fixed int) {
+		w = make([]int, len(rows[0]))
+		for _, r := range rows {
+			for i, cell := range r {
+				w[i] = max(w[i], utf8.RuneCountInString(cell))
+			}
 		}
+		for _, cw := range w[:len(w)-1] {
+			fixed += cw + columnGap
+		}
+		return w, fixed
 	}
-	fixed := 0
-	for _, w := range widths[:len(widths)-1] {
-		fixed += w + gap
+	w, fixed := widths()
+	for _, drop := range droppable {
+		if width == 0 || width-fixed >= minMessage {
+			break
+		}
+		i := slices.Index(rows[0], drop)
+		for r := range rows {
+			rows[r] = slices.Delete(rows[r], i, i+1)
+		}
+		w, fixed = widths()
 	}
-	messageWidth := width - fixed
 	for _, r := range rows {
 		var b strings.Builder
 		for i, cell := range r[:len(r)-1] {
 			b.WriteString(cell)
-			b.WriteString(strings.Repeat(" ", widths[i]-utf8.RuneCountInString(cell)+gap))
+			b.WriteString(strings.Repeat(" ", w[i]-utf8.RuneCountInString(cell)+columnGap))
 		}
-		msg := r[len(r)-1]
+		b.WriteString(r[len(r)-1])
+		line := strings.TrimRight(b.String(), " ")
 		if width > 0 {
-			msg = cut(msg, messageWidth)
+			line = cut(line, width)
 		}
-		b.WriteString(msg)
-		fmt.Fprintln(out, strings.TrimRight(b.String(), " "))
+		fmt.Fprintln(out, line)
 	}
 }
 
