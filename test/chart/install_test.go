@@ -197,10 +197,11 @@ func checkEverySwitch(t *testing.T, c *cluster, ns string, objs []*unstructured.
 	}
 	dep := &appsv1.Deployment{}
 	find(t, objs, "Deployment", dep)
+	// Helm merges maps with the defaults: the default CPU limit stays.
 	pod := dep.Spec.Template.Spec
 	ctr := pod.Containers[0]
 	if *dep.Spec.Replicas != 2 || ctr.Image != "registry.example.com/platform/nodeaction-operator:v0.1.0" || ctr.ImagePullPolicy != corev1.PullAlways ||
-		ctr.Resources.Requests.Memory().String() != "128Mi" || ctr.Resources.Limits.Memory().String() != "512Mi" || ctr.Resources.Limits.Cpu().String() != "500m" // Helm merges maps: the default CPU limit stays ||
+		ctr.Resources.Requests.Memory().String() != "128Mi" || ctr.Resources.Limits.Memory().String() != "512Mi" || ctr.Resources.Limits.Cpu().String() != "500m" ||
 		!slices.Contains(ctr.Args, "--max-concurrent-reconciles=4") || !slices.Contains(ctr.Args, "--leader-elect") ||
 		pod.NodeSelector["kubernetes.io/os"] != "linux" || len(pod.Tolerations) != 1 || len(pod.ImagePullSecrets) != 1 ||
 		pod.Affinity == nil || pod.PriorityClassName != "system-cluster-critical" || dep.Namespace != ns {
