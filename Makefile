@@ -112,6 +112,11 @@ chart: kustomize ## Write the Helm chart dist/chart from config/ (hack/chartgen)
 	$(KUSTOMIZE) build config/prometheus > $(LOCALBIN)/chart-monitoring.yaml
 	go run ./hack/chartgen --install $(LOCALBIN)/chart-install.yaml --monitoring $(LOCALBIN)/chart-monitoring.yaml --out dist/chart
 
+VERSION ?=
+.PHONY: krew
+krew: ## Build the kubectl plugin for every platform and its krew manifest into dist/krew (VERSION=vX.Y.Z).
+	go run ./hack/krew --version "$(VERSION)" --out dist/krew
+
 ##@ Demo
 
 .PHONY: demo
