@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -77,8 +76,6 @@ func explain(err error, what string) error {
 		return nil
 	case apierrors.IsNotFound(err):
 		return fmt.Errorf("%s not found", what)
-	case errors.Is(err, errNotConfirmed):
-		return err
 	case meta.IsNoMatchError(err):
 		return fmt.Errorf("the cluster does not serve NodeActions (compute.nodeaction.dev/v1alpha1): is nodeaction-operator installed? (%v)", err)
 	}
