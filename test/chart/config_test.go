@@ -2,11 +2,15 @@ package chart
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
 	"testing"
 
+	"helm.sh/helm/v4/pkg/chart/v2/lint"
+	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
@@ -124,5 +128,42 @@ func TestChartRefusesReplicasWithoutLeaderElection(t *testing.T) {
 	}
 	if _, err := renderChart("ops", map[string]any{"replicaCount": 2}); err != nil {
 		t.Fatalf("2 replicas with the default --leader-elect: %v", err)
+	}
+}
+
+// `helm lint` (the SDK's linter, as the CLI runs it) finds nothing worse
+// than information in the chart, with the defaults and with the values of
+// every switch flipped.
+func TestChartLints(t *testing.T) {
+	for name, values := range map[string]map[string]any{
+		"defaults":             nil,
+		"every switch flipped": everySwitch,
+	} {
+		result := lint.RunAll(filepath.Join(repoRoot, "dist", "chart"), values, "nodeaction-system")
+		for _, m := range result.Messages {
+			if m.Severity > support.InfoSev {
+				t.Errorf("helm lint with %s: %v", name, m)
+			}
+		}
+	}
+}
+
+// The linter finds a broken template, so a clean lint means something.
+func TestChartLintCatchesABrokenTemplate(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []struct{ path, content string }{
+		{"Chart.yaml", "apiVersion: v2\nname: broken\nversion: 0.1.0\n"},
+		{"values.yaml", "{}\n"},
+		{"templates/bad.yaml", "kind: ConfigMap\nmetadata:\n  name: {{ .Values.missing.field }}\n"},
+	} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, f.path)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f.path), []byte(f.content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if lint.RunAll(dir, nil, "default").HighestSeverity != support.ErrorSev {
+		t.Fatal("the linter passed a template that cannot render")
 	}
 }

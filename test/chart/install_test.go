@@ -23,26 +23,29 @@ import (
 	"github.com/nodeaction/nodeaction-operator/internal/fakecloud"
 )
 
+// everySwitch are values that flip every switch of the chart and set
+// every value away from its default.
+var everySwitch = map[string]any{
+	"image":             map[string]any{"repository": "registry.example.com/platform/nodeaction-operator", "tag": "v0.1.0", "pullPolicy": "Always"},
+	"replicaCount":      2,
+	"resources":         map[string]any{"requests": map[string]any{"cpu": "50m", "memory": "128Mi"}, "limits": map[string]any{"memory": "512Mi"}},
+	"manager":           map[string]any{"extraArgs": []any{"--max-concurrent-reconciles=4"}},
+	"imagePullSecrets":  []any{map[string]any{"name": "registry"}},
+	"nodeSelector":      map[string]any{"kubernetes.io/os": "linux"},
+	"tolerations":       []any{map[string]any{"key": "infra", "operator": "Exists", "effect": "NoSchedule"}},
+	"affinity":          map[string]any{"nodeAffinity": map[string]any{"preferredDuringSchedulingIgnoredDuringExecution": []any{map[string]any{"weight": 1, "preference": map[string]any{"matchExpressions": []any{map[string]any{"key": "role", "operator": "In", "values": []any{"infra"}}}}}}}},
+	"priorityClassName": "system-cluster-critical",
+	"crds":              map[string]any{"keep": false},
+	"admissionPolicies": map[string]any{"enabled": false},
+	"userRoles":         map[string]any{"enabled": false},
+	"serviceMonitor":    map[string]any{"enabled": true, "labels": map[string]any{"release": "prometheus"}},
+	"prometheusRule":    map[string]any{"enabled": true, "labels": map[string]any{"release": "prometheus"}},
+}
+
 // Each rendering, on its own control plane: applied server-side, the
 // manager run with the rendered ServiceAccount's permissions, and the
 // admission policies checked on or off.
 func TestChartInstalls(t *testing.T) {
-	everySwitch := map[string]any{
-		"image":             map[string]any{"repository": "registry.example.com/platform/nodeaction-operator", "tag": "v0.1.0", "pullPolicy": "Always"},
-		"replicaCount":      2,
-		"resources":         map[string]any{"requests": map[string]any{"cpu": "50m", "memory": "128Mi"}, "limits": map[string]any{"memory": "512Mi"}},
-		"manager":           map[string]any{"extraArgs": []any{"--max-concurrent-reconciles=4"}},
-		"imagePullSecrets":  []any{map[string]any{"name": "registry"}},
-		"nodeSelector":      map[string]any{"kubernetes.io/os": "linux"},
-		"tolerations":       []any{map[string]any{"key": "infra", "operator": "Exists", "effect": "NoSchedule"}},
-		"affinity":          map[string]any{"nodeAffinity": map[string]any{"preferredDuringSchedulingIgnoredDuringExecution": []any{map[string]any{"weight": 1, "preference": map[string]any{"matchExpressions": []any{map[string]any{"key": "role", "operator": "In", "values": []any{"infra"}}}}}}}},
-		"priorityClassName": "system-cluster-critical",
-		"crds":              map[string]any{"keep": false},
-		"admissionPolicies": map[string]any{"enabled": false},
-		"userRoles":         map[string]any{"enabled": false},
-		"serviceMonitor":    map[string]any{"enabled": true, "labels": map[string]any{"release": "prometheus"}},
-		"prometheusRule":    map[string]any{"enabled": true, "labels": map[string]any{"release": "prometheus"}},
-	}
 	for _, tc := range []struct {
 		name, namespace string
 		values          map[string]any
