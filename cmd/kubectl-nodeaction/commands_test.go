@@ -295,3 +295,19 @@ func TestPrintTableWidth(t *testing.T) {
 		t.Errorf("with no width the message was cut:\n%s", b.String())
 	}
 }
+
+// On a narrow terminal the widest of ACTION ID, PROVIDER and NODE gives way
+// first (here a Senlin node's UUID), so the short ones stay.
+func TestPrintTableDropsTheWidestColumnFirst(t *testing.T) {
+	na := &v1alpha1.NodeAction{}
+	na.Name, na.Spec.ProviderRef.Name, na.Spec.Action = "senlin-rebuild", "senlin", "recover"
+	na.Spec.NodeID = "6b8d4f2a-3c5e-4f7a-9b0c-1d2e3f4a5b6c"
+	na.Status.Phase, na.Status.ProviderActionID = v1alpha1.PhaseRunning, "a1"
+	na.Status.Message = "Senlin action a1 (recover REBUILD) is running"
+	var b strings.Builder
+	printTable(&b, []*v1alpha1.NodeAction{na}, false, 100, time.Now())
+	header := strings.SplitN(b.String(), "\n", 2)[0]
+	if strings.Contains(header, "NODE") || !strings.Contains(header, "PROVIDER") || !strings.Contains(header, "ACTION ID") || !strings.Contains(header, "MESSAGE") {
+		t.Errorf("at 100 columns want NODE (the widest) dropped and the rest kept:\n%s", b.String())
+	}
+}

@@ -137,7 +137,7 @@ func terminalWidth(out io.Writer) int {
 	return 0
 }
 
-// Columns that give way, in this order, when the terminal is too narrow
+// Columns that give way, the widest first, when the terminal is too narrow
 // for the others and a useful MESSAGE.
 var droppable = []string{"ACTION ID", "PROVIDER", "NODE"}
 
@@ -149,8 +149,8 @@ const (
 
 // printTable writes the NodeActions as aligned columns. With a width, the
 // MESSAGE column takes what the others leave, ACTION ID, PROVIDER and NODE
-// give way (in that order) when that is less than minMessage, and no line
-// is longer than width. With width 0 nothing is cut.
+// give way (the widest first) while that is less than minMessage, and no
+// line is longer than width. With width 0 nothing is cut.
 func printTable(out io.Writer, items []*v1alpha1.NodeAction, withNamespace bool, width int, now time.Time) {
 	header := []string{"NAME", "PROVIDER", "NODE", "ACTION", "PHASE", "REASON", "AGE", "ACTION ID", messageTitle}
 	if withNamespace {
@@ -182,13 +182,18 @@ func printTable(out io.Writer, items []*v1alpha1.NodeAction, withNamespace bool,
 		return w, fixed
 	}
 	w, fixed := widths()
-	for _, drop := range droppable {
-		if width == 0 || width-fixed >= minMessage {
+	for width > 0 && width-fixed < minMessage {
+		widest := -1
+		for i, title := range rows[0] {
+			if slices.Contains(droppable, title) && (widest < 0 || w[i] > w[widest]) {
+				widest = i
+			}
+		}
+		if widest < 0 {
 			break
 		}
-		i := slices.Index(rows[0], drop)
 		for r := range rows {
-			rows[r] = slices.Delete(rows[r], i, i+1)
+			rows[r] = slices.Delete(rows[r], widest, widest+1)
 		}
 		w, fixed = widths()
 	}
