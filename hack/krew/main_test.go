@@ -57,12 +57,8 @@ func TestManifestDescribesTheArchives(t *testing.T) {
 		archives = append(archives, a)
 	}
 	var m krewPlugin
-	if err := yaml.UnmarshalStrict([]byte(manifest("v0.1.0", "https://example.com/releases/download", archives)), &m, yaml.DisallowUnknownFields); err != nil {
-		// Unknown fields are fine for krew (description, caveats, homepage);
-		// decode again leniently to check the rest.
-		if err := yaml.Unmarshal([]byte(manifest("v0.1.0", "https://example.com/releases/download", archives)), &m); err != nil {
-			t.Fatal(err)
-		}
+	if err := yaml.Unmarshal([]byte(manifest("v0.1.0", "https://example.com/releases/download", archives)), &m); err != nil {
+		t.Fatal(err)
 	}
 	if m.APIVersion != "krew.googlecontainertools.github.com/v1alpha2" || m.Kind != "Plugin" || m.Metadata.Name != "nodeaction" ||
 		m.Spec.Version != "v0.1.0" || m.Spec.ShortDescription == "" || len(m.Spec.Platforms) != len(platforms) {
