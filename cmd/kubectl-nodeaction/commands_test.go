@@ -65,6 +65,8 @@ func TestRunRefusals(t *testing.T) {
 		{"missing parameter", oliviaConfig, []string{"run", "rename", "--provider", "do", "4105"},
 			[]string{"action rename needs spec.parameters.name"}},
 		{"no provider", oliviaConfig, []string{"run", "reboot", "4106"}, []string{`"provider" not set`}},
+		{"namespace that does not exist", adminConfig, []string{"run", "reboot", "--provider", "do", "4108", "--namespace", "nowhere"},
+			[]string{`namespaces "nowhere" not found`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := kubectlNodeaction(t, tc.kubeconfig, "", tc.args...)

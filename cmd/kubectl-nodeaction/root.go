@@ -74,7 +74,7 @@ func explain(err error, what string) error {
 	switch {
 	case err == nil:
 		return nil
-	case apierrors.IsNotFound(err):
+	case apierrors.IsNotFound(err) && what != "":
 		return fmt.Errorf("%s not found", what)
 	case meta.IsNoMatchError(err):
 		return fmt.Errorf("the cluster does not serve NodeActions (compute.nodeaction.dev/v1alpha1): is nodeaction-operator installed? (%v)", err)
