@@ -149,11 +149,16 @@ func find(t *testing.T, objs []*unstructured.Unstructured, kind string, into any
 // Namespace; the policies refuse a destructive action to a
 // nodeaction-operator and let a nodeaction-admin run it.
 func checkDefaults(t *testing.T, c *cluster, ns string, objs []*unstructured.Unstructured) {
-	for kind, n := range map[string]int{"CustomResourceDefinition": 2, "ValidatingAdmissionPolicy": 2, "ValidatingAdmissionPolicyBinding": 2,
+	fromConfig := configObjects(t)
+	for kind, n := range map[string]int{"CustomResourceDefinition": count(fromConfig, "CustomResourceDefinition"),
+		"ValidatingAdmissionPolicy": count(fromConfig, "ValidatingAdmissionPolicy"), "ValidatingAdmissionPolicyBinding": count(fromConfig, "ValidatingAdmissionPolicyBinding"),
 		"Deployment": 1, "Service": 1, "ServiceAccount": 1, "Namespace": 0, "ServiceMonitor": 0, "PrometheusRule": 0} {
 		if got := count(objs, kind); got != n {
 			t.Errorf("the default rendering has %d %s, want %d", got, kind, n)
 		}
+	}
+	if len(objs) != len(fromConfig)-1 {
+		t.Errorf("the default rendering has %d objects; config/default has %d and a Namespace", len(objs), len(fromConfig)-1)
 	}
 	for _, role := range []string{"nodeaction-viewer", "nodeaction-operator", "nodeaction-admin"} {
 		if err := c.k8s.Get(context.Background(), client.ObjectKey{Name: role}, &rbacv1.ClusterRole{}); err != nil {
@@ -182,7 +187,8 @@ func checkDefaults(t *testing.T, c *cluster, ns string, objs []*unstructured.Uns
 // Role runs a rebuild), the ServiceMonitor and PrometheusRule with their
 // extra labels, and the Deployment as the values say.
 func checkEverySwitch(t *testing.T, c *cluster, ns string, objs []*unstructured.Unstructured) {
-	for kind, n := range map[string]int{"ValidatingAdmissionPolicy": 0, "ValidatingAdmissionPolicyBinding": 0, "ServiceMonitor": 1, "PrometheusRule": 1, "CustomResourceDefinition": 2} {
+	for kind, n := range map[string]int{"ValidatingAdmissionPolicy": 0, "ValidatingAdmissionPolicyBinding": 0, "ServiceMonitor": 1, "PrometheusRule": 1,
+		"CustomResourceDefinition": count(configObjects(t), "CustomResourceDefinition")} {
 		if got := count(objs, kind); got != n {
 			t.Errorf("the rendering has %d %s, want %d", got, kind, n)
 		}
@@ -315,4 +321,14 @@ func runManager(t *testing.T, c *cluster, ns string, objs []*unstructured.Unstru
 	if len(refused) > 0 {
 		t.Errorf("the apiserver refused the manager %d of %d requests: the chart's RBAC lacks something:\n%s", len(refused), total, strings.Join(refused, "\n"))
 	}
+}
+
+// configObjects is what kustomize makes of config/default.
+func configObjects(t *testing.T) []*unstructured.Unstructured {
+	t.Helper()
+	objs, err := decodeObjects(kustomizeBuild(t, "config/default"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return objs
 }
