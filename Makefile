@@ -8,6 +8,11 @@ KUSTOMIZE_VERSION ?= v5.8.2
 LOCALBIN ?= $(shell pwd)/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 KUSTOMIZE ?= $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
+# promtool and promqlrefs (test/monitoring reads PromQL with it) are built
+# from hack/tools/prometheus, whose go.mod pins the Prometheus version.
+PROMETHEUS_VERSION := $(shell awk '{for (i = 1; i < NF; i++) if ($$i == "github.com/prometheus/prometheus") print $$(i+1)}' hack/tools/prometheus/go.mod)
+PROMTOOL ?= $(LOCALBIN)/promtool-$(PROMETHEUS_VERSION)
+PROMQLREFS ?= $(LOCALBIN)/promqlrefs-$(PROMETHEUS_VERSION)
 # envtest finds kube-apiserver, etcd and kubectl here (hack/build-controlplane.sh).
 export KUBEBUILDER_ASSETS ?= $(LOCALBIN)/k8s
 
@@ -65,7 +70,7 @@ TEST_SHOW = '^(ok |FAIL|panic:|--- FAIL)|^\s+--- FAIL|(kill test|fault matrix|le
 # adds the faithful world and the adversarial seeds, FAKECLOUD_SEED=N runs
 # only seed N (how a failure that names its seed is repeated).
 .PHONY: test
-test: verify-generated vet controlplane kustomize ## Unit tests and the envtest suite against a real kube-apiserver and etcd.
+test: verify-generated vet controlplane kustomize promtool ## Unit tests, the envtest suite against a real kube-apiserver and etcd, chart, plugin and alert tests.
 	@mkdir -p $(dir $(TEST_LOG))
 	go test $(GOTEST_FLAGS) ./... -count=1 -timeout 30m -v 2>&1 | tee $(TEST_LOG) | { grep --line-buffered -E $(TEST_SHOW) || true; } \
 	  || { echo "--- failures (whole log: $(TEST_LOG)):"; grep -E -A40 -- '--- FAIL' $(TEST_LOG) | head -400; exit 1; }
@@ -77,6 +82,10 @@ test-worlds: controlplane ## The conformance suite, fault matrix and kill test i
 	@mkdir -p $(dir $(TEST_LOG))
 	FAKECLOUD_ADVERSARIAL=1 go test $(GOTEST_FLAGS) ./internal/provider/... ./controllers -run '^($(WORLD_TESTS))$$' -count=1 -timeout 60m -v 2>&1 | tee $(TEST_LOG) | { grep --line-buffered -E $(TEST_SHOW) || true; }
 
+.PHONY: test-alerts
+test-alerts: promtool ## Only the alert rules (promtool test rules) and the Grafana dashboard's queries.
+	go test ./test/monitoring -count=1 -v
+
 .PHONY: bench
 bench: controlplane build ## Benchmarks against a local apiserver, fakecloud and the manager (docs/benchmarks.md).
 	go run ./hack/bench
@@ -84,8 +93,9 @@ bench: controlplane build ## Benchmarks against a local apiserver, fakecloud and
 ##@ Build
 
 .PHONY: build
-build: ## Build the manager, fakecloud and localcluster (the demo's control plane) binaries into bin/.
+build: ## Build the manager, the kubectl plugin, fakecloud and localcluster (the demo's control plane) into bin/.
 	go build -o bin/manager .
+	go build -o bin/kubectl-nodeaction ./cmd/kubectl-nodeaction
 	go build -o bin/fakecloud ./hack/fakecloud
 	go build -o bin/localcluster ./hack/localcluster
 
@@ -102,10 +112,23 @@ docker-push: ## Push the manager image IMG.
 	docker push $(IMG)
 
 .PHONY: build-installer
-build-installer: manifests kustomize ## Write dist/install.yaml (namespace, CRDs, RBAC, admission policy, Deployment, Service) for IMG.
+build-installer: manifests kustomize ## Write dist/install.yaml (namespace, CRDs, RBAC, admission policy, Deployment, Service) and dist/chart for IMG.
 	mkdir -p dist
 	cd config/manager && $(KUSTOMIZE) edit set image controller=$(IMG)
 	$(KUSTOMIZE) build config/default > dist/install.yaml
+	$(MAKE) chart
+
+.PHONY: chart
+chart: kustomize ## Write the Helm chart dist/chart from config/ (hack/chartgen); test/chart checks it is current.
+	@mkdir -p $(LOCALBIN)
+	$(KUSTOMIZE) build config/default > $(LOCALBIN)/chart-install.yaml
+	$(KUSTOMIZE) build config/prometheus > $(LOCALBIN)/chart-monitoring.yaml
+	go run ./hack/chartgen --install $(LOCALBIN)/chart-install.yaml --monitoring $(LOCALBIN)/chart-monitoring.yaml --out dist/chart
+
+VERSION ?=
+.PHONY: krew
+krew: ## Build the kubectl plugin for every platform and its krew manifest into dist/krew (VERSION=vX.Y.Z).
+	go run ./hack/krew --version "$(VERSION)" --out dist/krew
 
 ##@ Demo
 
@@ -125,6 +148,15 @@ $(CONTROLLER_GEN):
 	@mkdir -p $(LOCALBIN)
 	GOBIN=$(LOCALBIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
 	mv $(LOCALBIN)/controller-gen $(CONTROLLER_GEN)
+
+.PHONY: promtool
+promtool: $(PROMTOOL) $(PROMQLREFS) ## Build promtool and promqlrefs from hack/tools/prometheus into bin/ (once).
+$(PROMTOOL):
+	@mkdir -p $(LOCALBIN)
+	cd hack/tools/prometheus && go build -o $(PROMTOOL) github.com/prometheus/prometheus/cmd/promtool
+$(PROMQLREFS):
+	@mkdir -p $(LOCALBIN)
+	cd hack/tools/prometheus && go build -o $(PROMQLREFS) ./promqlrefs
 
 .PHONY: kustomize
 kustomize: $(KUSTOMIZE)

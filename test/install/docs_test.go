@@ -45,6 +45,8 @@ var kubectlFlag = map[string]bool{
 	"user": true, "group": true, "for": true, "timeout": true, "as": true, "from-literal": true, "role": true,
 	"verb": true, "resource": true, "resource-name": true, "field-manager": true, "dry-run": true, "selector": true,
 	"all-namespaces": true, "duration": true, "type": true, "patch": true, "output": true, "help": true,
+	// helm install
+	"set": true, "create-namespace": true,
 }
 
 // docs/permissions.md names every ClusterRole and admission policy
