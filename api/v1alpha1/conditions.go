@@ -65,4 +65,9 @@ const (
 	// submits again a NodeAction that stopped with reason SubmissionUnknown.
 	// The person setting it has checked that the provider did not run it.
 	AnnotationRetrySubmission = "compute.nodeaction.dev/retry-submission"
+
+	// AnnotationVM, on a Kubernetes Node, names the VM under it as
+	// "<Provider name>/<nodeID>", for providers whose cloud controller
+	// manager sets no spec.providerID the operator can read.
+	AnnotationVM = "compute.nodeaction.dev/vm"
 )

@@ -142,6 +142,68 @@ type Escalation struct {
 	PowerOffAfterSeconds int32 `json:"powerOffAfterSeconds"`
 }
 
+// DrainSpec says how the Kubernetes Node is drained before the provider is
+// called: cordoned, then its pods evicted through the Eviction API, so
+// PodDisruptionBudgets are respected.
+type DrainSpec struct {
+	// timeoutSeconds bounds the drain. Defaults to 600.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=86400
+	// +kubebuilder:default=600
+	// +optional
+	TimeoutSeconds int32 `json:"timeoutSeconds,omitempty"`
+	// onTimeout is what happens when pods are still there after
+	// timeoutSeconds: Fail (the default) ends the NodeAction without calling
+	// the provider and leaves the Node cordoned; Proceed calls the provider
+	// anyway.
+	// +kubebuilder:validation:Enum=Fail;Proceed
+	// +kubebuilder:default=Fail
+	// +optional
+	OnTimeout string `json:"onTimeout,omitempty"`
+	// ignoreDaemonSets leaves DaemonSet pods in place (they would come back
+	// at once). Defaults to true; false refuses to drain a Node that runs
+	// DaemonSet pods.
+	// +kubebuilder:default=true
+	// +optional
+	IgnoreDaemonSets *bool `json:"ignoreDaemonSets,omitempty"`
+	// deleteEmptyDirData evicts pods that use emptyDir volumes (their data
+	// is lost). Defaults to false: such pods stop the drain.
+	// +optional
+	DeleteEmptyDirData bool `json:"deleteEmptyDirData,omitempty"`
+	// podSelector, when set, drains only the pods it selects.
+	// +optional
+	PodSelector *metav1.LabelSelector `json:"podSelector,omitempty"`
+}
+
+// NodeSpec is the Kubernetes Node running on the VM: drained before the
+// action, and waited for after it.
+type NodeSpec struct {
+	// name of the Node. Without it the Node is found from the VM: by its
+	// spec.providerID (digitalocean://<droplet id>; for senlin,
+	// openstack:///<server id> where the server is the Senlin node's
+	// physical_id), else by the annotation
+	// compute.nodeaction.dev/vm: <Provider name>/<nodeID>.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Name string `json:"name,omitempty"`
+	// drain cordons and drains the Node before the provider is called.
+	// +optional
+	Drain *DrainSpec `json:"drain,omitempty"`
+	// waitReadySeconds: after the provider reports the action done, wait
+	// this long for the Node to be Ready again and, for actions that
+	// restart the guest, to show a new bootID. Defaults to 900.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=86400
+	// +kubebuilder:default=900
+	// +optional
+	WaitReadySeconds *int32 `json:"waitReadySeconds,omitempty"`
+	// uncordon the Node when the action succeeded, only if the operator
+	// cordoned it. Defaults to true.
+	// +kubebuilder:default=true
+	// +optional
+	Uncordon *bool `json:"uncordon,omitempty"`
+}
+
 // NodeActionSpec is one action on one VM.
 //
 // Which actions need which parameters, and which are destructive, is checked
@@ -157,7 +219,7 @@ type Escalation struct {
 // +kubebuilder:validation:XValidation:rule="self.action != 'recover' || (has(self.parameters) && has(self.parameters.recover))",message="action recover needs spec.parameters.recover.operation (REBOOT, REBUILD or RECREATE)",fieldPath=".parameters.recover",reason=FieldValueRequired
 // +kubebuilder:validation:XValidation:rule="!has(self.escalation) || self.action == 'shutdown'",message="spec.escalation is only valid with action shutdown",fieldPath=".escalation"
 // +kubebuilder:validation:XValidation:rule="!(self.action in ['reinstall', 'rebuild', 'restore'] || (self.action == 'recover' && has(self.parameters) && has(self.parameters.recover) && self.parameters.recover.operation.upperAscii() != 'REBOOT')) || (has(self.confirm) && self.confirm == self.nodeID)",messageExpression="'this action is destructive: set spec.confirm to ' + self.nodeID + ' (the value of spec.nodeID) to confirm it'",fieldPath=".confirm",reason=FieldValueRequired
-// +kubebuilder:validation:XValidation:rule="oldSelf.providerRef == self.providerRef && oldSelf.nodeID == self.nodeID && oldSelf.action == self.action && has(oldSelf.parameters) == has(self.parameters) && (!has(self.parameters) || oldSelf.parameters == self.parameters) && has(oldSelf.confirm) == has(self.confirm) && (!has(self.confirm) || oldSelf.confirm == self.confirm) && has(oldSelf.activeDeadlineSeconds) == has(self.activeDeadlineSeconds) && (!has(self.activeDeadlineSeconds) || oldSelf.activeDeadlineSeconds == self.activeDeadlineSeconds) && has(oldSelf.backoffLimit) == has(self.backoffLimit) && (!has(self.backoffLimit) || oldSelf.backoffLimit == self.backoffLimit) && has(oldSelf.escalation) == has(self.escalation) && (!has(self.escalation) || oldSelf.escalation == self.escalation)",message="spec is immutable except runID and ttlSecondsAfterFinished: create a new NodeAction for a different action, or change spec.runID to run this one again"
+// +kubebuilder:validation:XValidation:rule="oldSelf.providerRef == self.providerRef && oldSelf.nodeID == self.nodeID && oldSelf.action == self.action && has(oldSelf.parameters) == has(self.parameters) && (!has(self.parameters) || oldSelf.parameters == self.parameters) && has(oldSelf.confirm) == has(self.confirm) && (!has(self.confirm) || oldSelf.confirm == self.confirm) && has(oldSelf.activeDeadlineSeconds) == has(self.activeDeadlineSeconds) && (!has(self.activeDeadlineSeconds) || oldSelf.activeDeadlineSeconds == self.activeDeadlineSeconds) && has(oldSelf.backoffLimit) == has(self.backoffLimit) && (!has(self.backoffLimit) || oldSelf.backoffLimit == self.backoffLimit) && has(oldSelf.escalation) == has(self.escalation) && (!has(self.escalation) || oldSelf.escalation == self.escalation) && has(oldSelf.node) == has(self.node) && (!has(self.node) || oldSelf.node == self.node)",message="spec is immutable except runID and ttlSecondsAfterFinished: create a new NodeAction for a different action, or change spec.runID to run this one again"
 type NodeActionSpec struct {
 	// providerRef names the Provider (same namespace) to call.
 	ProviderRef ProviderReference `json:"providerRef"`
@@ -216,6 +278,11 @@ type NodeActionSpec struct {
 	// +optional
 	Escalation *Escalation `json:"escalation,omitempty"`
 
+	// node is the Kubernetes Node on this VM: drained before the action,
+	// proven back (Ready, and a new bootID after a restart) after it.
+	// +optional
+	Node *NodeSpec `json:"node,omitempty"`
+
 	// runID starts a new run of the same action when changed (for GitOps:
 	// reboot again without renaming the object). Earlier runs are kept in
 	// status.history. The only spec field besides ttlSecondsAfterFinished
@@ -226,16 +293,21 @@ type NodeActionSpec struct {
 }
 
 // Phase is where a NodeAction is in its life.
-// +kubebuilder:validation:Enum=Pending;Submitting;Running;Succeeded;Failed
+// +kubebuilder:validation:Enum=Pending;Draining;Submitting;Running;WaitingForNode;Succeeded;Failed
 type Phase string
 
 const (
 	// PhasePending: not yet submitted (waiting for the provider, the node or a retry).
 	PhasePending Phase = "Pending"
+	// PhaseDraining: the Kubernetes Node is cordoned and its pods are being evicted.
+	PhaseDraining Phase = "Draining"
 	// PhaseSubmitting: intent recorded; the provider call is under way or its answer was lost.
 	PhaseSubmitting Phase = "Submitting"
 	// PhaseRunning: the provider accepted the action; the operator follows it.
 	PhaseRunning Phase = "Running"
+	// PhaseWaitingForNode: the provider reports the action done; the
+	// operator waits for the Kubernetes Node to come back.
+	PhaseWaitingForNode Phase = "WaitingForNode"
 	// PhaseSucceeded: the action ended well.
 	PhaseSucceeded Phase = "Succeeded"
 	// PhaseFailed: the action ended badly, or cannot be run.
@@ -244,6 +316,35 @@ const (
 
 // Finished reports whether the phase is terminal.
 func (p Phase) Finished() bool { return p == PhaseSucceeded || p == PhaseFailed }
+
+// NodeStatus is what the operator knows of the Kubernetes Node on the VM.
+type NodeStatus struct {
+	// name of the Node.
+	// +optional
+	Name string `json:"name,omitempty"`
+	// cordoned is true when the operator cordoned the Node (and so
+	// uncordons it when the action succeeded).
+	// +optional
+	Cordoned bool `json:"cordoned,omitempty"`
+	// drainStartTime is when the drain began.
+	// +optional
+	DrainStartTime *metav1.Time `json:"drainStartTime,omitempty"`
+	// podsLeft is how many pods the drain still has to evict.
+	// +optional
+	PodsLeft *int32 `json:"podsLeft,omitempty"`
+	// bootID is the Node's status.nodeInfo.bootID when the intent was
+	// recorded: a different one afterwards proves the guest restarted.
+	// +optional
+	BootID string `json:"bootID,omitempty"`
+	// waitStartTime is when the provider reported the action done and the
+	// wait for the Node began.
+	// +optional
+	WaitStartTime *metav1.Time `json:"waitStartTime,omitempty"`
+	// outcome is the provider's word on the action, kept while the operator
+	// waits for the Node: the reason the run ends with once it is back.
+	// +optional
+	Outcome string `json:"outcome,omitempty"`
+}
 
 // RunRecord is the outcome of an earlier run (an earlier spec.runID).
 type RunRecord struct {
@@ -347,6 +448,10 @@ type NodeActionStatus struct {
 	// +listMapKey=type
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// node is what the operator knows of the Kubernetes Node on the VM.
+	// +optional
+	Node *NodeStatus `json:"node,omitempty"`
 
 	// history holds the outcomes of earlier runs, newest first (at most 5).
 	// +kubebuilder:validation:MaxItems=5
