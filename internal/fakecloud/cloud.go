@@ -111,6 +111,9 @@ type Action struct {
 	ShownAt time.Time
 	// ListedAt is when action lists start to show it.
 	ListedAt time.Time
+	// LookAlikeBefore, on a look-alike the adversary planted, is how long
+	// before the action it imitates it is dated.
+	LookAlikeBefore time.Duration
 
 	duration time.Duration
 	// readyShare is the share of its run a Senlin action spends READY.
