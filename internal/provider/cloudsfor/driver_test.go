@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -32,62 +31,64 @@ func configure(base string, creds fakecloud.Credentials) provider.Config {
 		"username": []byte(creds.CloudsForUser), "password": []byte(creds.CloudsForPassword)}}
 }
 
-func TestConformance(t *testing.T) {
-	drivertest.Run(t, drivertest.Harness{
-		Type:      v1alpha1.ProviderCloudsFor,
-		New:       cloudsfor.New,
-		Configure: configure,
-		BadCredentials: func(good map[string][]byte) map[string][]byte {
-			return map[string][]byte{"username": good["username"], "password": []byte("wrong-password")}
-		},
-		NodeID: nodeID,
-		Actions: map[string]drivertest.ActionCase{
-			"reboot": {Check: func(t *testing.T, vm fakecloud.VM) {
-				if vm.Boots != 1 {
-					t.Errorf("boots = %d, want 1", vm.Boots)
+func TestConformance(t *testing.T) { drivertest.Run(t, harness) }
+
+// harness describes CloudsFor to the conformance suite; the tests below use
+// its environment too.
+var harness = drivertest.Harness{
+	Type:      v1alpha1.ProviderCloudsFor,
+	New:       cloudsfor.New,
+	Configure: configure,
+	BadCredentials: func(good map[string][]byte) map[string][]byte {
+		return map[string][]byte{"username": good["username"], "password": []byte("wrong-password")}
+	},
+	NodeID: nodeID,
+	Actions: map[string]drivertest.ActionCase{
+		"reboot": {Check: func(t *testing.T, vm fakecloud.VM) {
+			if vm.Boots != 1 {
+				t.Errorf("boots = %d, want 1", vm.Boots)
+			}
+		}},
+		"power_cycle": {},
+		"shutdown": {Check: func(t *testing.T, vm fakecloud.VM) {
+			if vm.Power != fakecloud.PowerOff {
+				t.Error("VM still on after shutdown")
+			}
+		}},
+		"power_off": {},
+		"power_on":  {Prepare: off},
+		"password_reset": {Check: func(t *testing.T, vm fakecloud.VM) {
+			if vm.PasswordResets != 1 {
+				t.Errorf("password resets = %d, want 1", vm.PasswordResets)
+			}
+		}},
+		"resize": {Parameters: v1alpha1.ActionParameters{Resource: "ram", Amount: ptr(int32(4))}, Prepare: off,
+			Check: func(t *testing.T, vm fakecloud.VM) {
+				if vm.Memory != 4 {
+					t.Errorf("memory = %d, want 4", vm.Memory)
 				}
 			}},
-			"power_cycle": {},
-			"shutdown": {Check: func(t *testing.T, vm fakecloud.VM) {
-				if vm.Power != fakecloud.PowerOff {
-					t.Error("VM still on after shutdown")
-				}
-			}},
-			"power_off": {},
-			"power_on":  {Prepare: off},
-			"password_reset": {Check: func(t *testing.T, vm fakecloud.VM) {
-				if vm.PasswordResets != 1 {
-					t.Errorf("password resets = %d, want 1", vm.PasswordResets)
-				}
-			}},
-			"resize": {Parameters: v1alpha1.ActionParameters{Resource: "ram", Amount: ptr(int32(4))}, Prepare: off,
-				Check: func(t *testing.T, vm fakecloud.VM) {
-					if vm.Memory != 4 {
-						t.Errorf("memory = %d, want 4", vm.Memory)
-					}
-				}},
-			"rename": {Parameters: v1alpha1.ActionParameters{Name: "web-2"}, Check: func(t *testing.T, vm fakecloud.VM) {
-				if vm.Name != "web-2" {
-					t.Errorf("name = %q", vm.Name)
-				}
-			}},
-			"snapshot": {Parameters: v1alpha1.ActionParameters{Name: "before-upgrade"}, Check: func(t *testing.T, vm fakecloud.VM) {
-				if len(vm.Snapshots) != 1 || vm.Snapshots[0] != "before-upgrade" {
-					t.Errorf("snapshots %v", vm.Snapshots)
-				}
-			}},
-		},
-		Portable: map[string]string{
-			"power_on": "power_on", "shutdown": "shutdown", "power_off": "power_off", "reboot": "reboot",
-			"power_cycle": "power_cycle", "rename": "rename", "snapshot": "snapshot",
-		},
-		MissingParameter: provider.Request{Action: "rename"},
-		// The VM is on: CloudsFor refuses to resize it.
-		Rejected:        provider.Request{Action: "resize", Parameters: v1alpha1.ActionParameters{Resource: "cpu", Amount: ptr(int32(2))}},
-		RejectedMessage: "powered off",
-		FailingAction:   provider.Request{Action: "reboot"},
-		LookupAction:    provider.Request{Action: "reboot"},
-	})
+		"rename": {Parameters: v1alpha1.ActionParameters{Name: "web-2"}, Check: func(t *testing.T, vm fakecloud.VM) {
+			if vm.Name != "web-2" {
+				t.Errorf("name = %q", vm.Name)
+			}
+		}},
+		"snapshot": {Parameters: v1alpha1.ActionParameters{Name: "before-upgrade"}, Check: func(t *testing.T, vm fakecloud.VM) {
+			if len(vm.Snapshots) != 1 || vm.Snapshots[0] != "before-upgrade" {
+				t.Errorf("snapshots %v", vm.Snapshots)
+			}
+		}},
+	},
+	Portable: map[string]string{
+		"power_on": "power_on", "shutdown": "shutdown", "power_off": "power_off", "reboot": "reboot",
+		"power_cycle": "power_cycle", "rename": "rename", "snapshot": "snapshot",
+	},
+	MissingParameter: provider.Request{Action: "rename"},
+	// The VM is on: CloudsFor refuses to resize it.
+	Rejected:        provider.Request{Action: "resize", Parameters: v1alpha1.ActionParameters{Resource: "cpu", Amount: ptr(int32(2))}},
+	RejectedMessage: "powered off",
+	FailingAction:   provider.Request{Action: "reboot"},
+	LookupAction:    provider.Request{Action: "reboot"},
 }
 
 // recorder keeps what reached the cloud, for checks on the wire.
@@ -126,39 +127,17 @@ type env struct {
 // cloud's clock.
 func newEnv(t *testing.T, now func() time.Time) *env {
 	t.Helper()
-	// Issue 13: the default test world until the driver is fixed.
-	cloud := fakecloud.New(fakecloud.DefaultTestWorld().Apply(fakecloud.Options{ActionDuration: time.Hour, Now: now}))
 	rec := &recorder{}
-	server := httptest.NewServer(rec.wrap(cloud.Handler()))
-	t.Cleanup(server.Close)
-	cfg := configure(server.URL, fakecloud.DefaultCredentials())
-	cfg.Type = v1alpha1.ProviderCloudsFor
-	client, err := provider.NewHTTPClient(provider.ClientOptions{Gate: provider.NewGate(100000, 1000), Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.HTTPClient = client
-	d, err := cloudsfor.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &env{cloud: cloud, rec: rec, driver: d, cfg: cfg}
+	de := harness.NewEnv(t, drivertest.EnvOptions{
+		Cloud: fakecloud.Options{ActionDuration: time.Hour, Now: now},
+		Wrap:  rec.wrap,
+	})
+	return &env{cloud: de.Cloud, rec: rec, driver: de.Driver, cfg: de.Config}
 }
 
-// clock is a settable time for the cloud.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
+func newClock() *drivertest.Clock {
+	return drivertest.NewClock(time.Date(2026, 11, 3, 10, 0, 0, 0, time.UTC))
 }
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-func newClock() *clock { return &clock{now: time.Date(2026, 11, 3, 10, 0, 0, 0, time.UTC)} }
 
 func TestResizeBothFormsOnTheWire(t *testing.T) {
 	ctx := context.Background()
@@ -189,7 +168,7 @@ func TestResizeBothFormsOnTheWire(t *testing.T) {
 			if string(got) != tc.want {
 				t.Errorf("body %s, want %s", got, tc.want)
 			}
-			clk.Add(2 * time.Hour)
+			clk.Advance(2 * time.Hour)
 			st, err := e.driver.Status(ctx, sub)
 			if err != nil || st.State != provider.StateSucceeded || st.Class != provider.Completed {
 				t.Fatalf("status %+v, %v", st, err)
@@ -227,7 +206,7 @@ func TestMatchesItsOwnActionAmongTwoOfOneType(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk.Add(1500 * time.Millisecond)
+	clk.Advance(1500 * time.Millisecond)
 	e.cloud.VM(id) // lets the first reboot end before the next one may fail
 	_ = e.cloud.UpdateVM(id, func(vm *fakecloud.VM) { vm.FailNext = "disk on fire" })
 	second, err := e.driver.Submit(ctx, req)
@@ -243,7 +222,7 @@ func TestMatchesItsOwnActionAmongTwoOfOneType(t *testing.T) {
 	if st, err := e.driver.Status(ctx, first); err != nil || st.State != provider.StateSucceeded {
 		t.Fatalf("first: %+v, %v", st, err)
 	}
-	clk.Add(2 * time.Second)
+	clk.Advance(2 * time.Second)
 	if st, err := e.driver.Status(ctx, first); err != nil || st.State != provider.StateSucceeded {
 		t.Errorf("first after the second errored: %+v, %v", st, err)
 	}
@@ -283,7 +262,7 @@ func TestSameStartTimeEndingDifferentlyIsNotSuccess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk.Add(time.Nanosecond)
+	clk.Advance(time.Nanosecond)
 	e.cloud.VM(id)
 	_ = e.cloud.UpdateVM(id, func(vm *fakecloud.VM) { vm.FailNext = "disk on fire" })
 	second, err := e.driver.Submit(ctx, req)
@@ -293,7 +272,7 @@ func TestSameStartTimeEndingDifferentlyIsNotSuccess(t *testing.T) {
 	if first.ActionID != second.ActionID {
 		t.Fatalf("test setup: start times differ: %q, %q", first.ActionID, second.ActionID)
 	}
-	clk.Add(time.Second)
+	clk.Advance(time.Second)
 	st, err := e.driver.Status(ctx, first)
 	if err != nil || st.State != provider.StateFailed || !strings.Contains(st.Message, "cannot show which") {
 		t.Errorf("got %+v, %v; want Failed saying it cannot tell", st, err)
@@ -327,7 +306,7 @@ func TestShutdownIgnoredIsNotCompleted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk.Add(2 * time.Second)
+	clk.Advance(2 * time.Second)
 	st, err := e.driver.Status(ctx, sub)
 	if err != nil || st.State != provider.StateInProgress || st.Class != provider.Verifying {
 		t.Errorf("got %+v, %v; want InProgress/Verifying while the VM runs", st, err)

@@ -2,14 +2,12 @@ package cloudsfor_test
 
 import (
 	"context"
-	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nodeaction/nodeaction-operator/internal/fakecloud"
 	"github.com/nodeaction/nodeaction-operator/internal/provider"
-	"github.com/nodeaction/nodeaction-operator/internal/provider/cloudsfor"
+	"github.com/nodeaction/nodeaction-operator/internal/provider/drivertest"
 )
 
 // The seed fixes no order for action lists and shows started_at in whole
@@ -17,24 +15,11 @@ import (
 // find the action whatever the order, also when the VM has older actions
 // of the same type.
 func TestStatusAndLookupDoNotDependOnListOrder(t *testing.T) {
-	var mu sync.Mutex
-	now := time.Date(2026, 11, 3, 10, 0, 0, 250e6, time.UTC)
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	advance := func(d time.Duration) { mu.Lock(); defer mu.Unlock(); now = now.Add(d) }
-
-	cloud := fakecloud.New(fakecloud.Options{ActionDuration: time.Minute, Now: clock}) // the faithful world
-	server := httptest.NewServer(cloud.Handler())
-	t.Cleanup(server.Close)
-	cfg := configure(server.URL, fakecloud.DefaultCredentials())
-	client, err := provider.NewHTTPClient(provider.ClientOptions{Gate: provider.NewGate(100000, 1000), Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.HTTPClient = client
-	d, err := cloudsfor.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	clk := drivertest.NewClock(time.Date(2026, 11, 3, 10, 0, 0, 250e6, time.UTC))
+	clock, advance := clk.Now, clk.Advance
+	faithful := fakecloud.FaithfulWorld()
+	env := harness.NewEnv(t, drivertest.EnvOptions{World: &faithful, Cloud: fakecloud.Options{ActionDuration: time.Minute, Now: clock}})
+	cloud, d := env.Cloud, env.Driver
 	ctx := context.Background()
 	id := nodeID(7)
 	cloud.AddVM(fakecloud.VM{ID: id})

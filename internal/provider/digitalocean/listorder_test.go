@@ -2,15 +2,13 @@ package digitalocean_test
 
 import (
 	"context"
-	"net/http/httptest"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nodeaction/nodeaction-operator/internal/fakecloud"
 	"github.com/nodeaction/nodeaction-operator/internal/provider"
-	"github.com/nodeaction/nodeaction-operator/internal/provider/digitalocean"
+	"github.com/nodeaction/nodeaction-operator/internal/provider/drivertest"
 )
 
 // Neither the seed nor DigitalOcean's reference fixes the order of a
@@ -18,23 +16,11 @@ import (
 // lookup after a lost answer must find the accepted action whatever the
 // order, also when the droplet has older actions of the same type.
 func TestLookupDoesNotDependOnListOrder(t *testing.T) {
-	var mu sync.Mutex
-	now := time.Date(2026, 11, 3, 10, 0, 0, 250e6, time.UTC)
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	advance := func(d time.Duration) { mu.Lock(); defer mu.Unlock(); now = now.Add(d) }
-
-	cloud := fakecloud.New(fakecloud.Options{ActionDuration: time.Minute, Now: clock}) // the faithful world
-	server := httptest.NewServer(cloud.Handler())
-	t.Cleanup(server.Close)
-	client, err := provider.NewHTTPClient(provider.ClientOptions{Gate: provider.NewGate(100000, 1000), Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := digitalocean.New(provider.Config{Endpoint: server.URL + "/digitalocean", HTTPClient: client,
-		Credentials: map[string][]byte{"token": []byte(fakecloud.DefaultCredentials().DigitalOceanToken)}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	clk := drivertest.NewClock(time.Date(2026, 11, 3, 10, 0, 0, 250e6, time.UTC))
+	clock, advance := clk.Now, clk.Advance
+	faithful := fakecloud.FaithfulWorld()
+	env := harness.NewEnv(t, drivertest.EnvOptions{World: &faithful, Cloud: fakecloud.Options{ActionDuration: time.Minute, Now: clock}})
+	cloud, d := env.Cloud, env.Driver
 	ctx := context.Background()
 	const id = "4242"
 	cloud.AddVM(fakecloud.VM{ID: id})

@@ -93,28 +93,9 @@ func (h Harness) newEnv(t *testing.T, duration time.Duration) *env {
 
 func (h Harness) newEnvWithTimeout(t *testing.T, duration, timeout time.Duration) *env {
 	t.Helper()
-	// The suite polls fast: the per-token budget is out of the way (rate
-	// limits are tested with an injected 429).
-	cloud := h.newCloud(t, fakecloud.Options{ActionDuration: duration,
-		RateBudget: fakecloud.RateBudget{Limit: 1_000_000, Window: time.Minute}})
-	server := httptest.NewServer(cloud.Handler())
-	t.Cleanup(server.Close)
-	cfg := h.Configure(server.URL, fakecloud.DefaultCredentials())
-	cfg.Type = h.Type
-	cfg.Name = "test/" + string(h.Type)
-	cfg.UserAgent = "nodeaction-operator-conformance"
-	client, err := provider.NewHTTPClient(provider.ClientOptions{
-		Type: string(h.Type), Gate: provider.NewGate(100000, 1000), Timeout: timeout,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.HTTPClient = client
-	d, err := h.New(cfg)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	return &env{cloud: cloud, server: server, cfg: cfg, driver: d}
+	world := h.world
+	e := h.NewEnv(t, EnvOptions{World: &world, Timeout: timeout, Cloud: fakecloud.Options{ActionDuration: duration}})
+	return &env{cloud: e.Cloud, server: e.Server, cfg: e.Config, driver: e.Driver}
 }
 
 func (e *env) addVM(id string, prepare func(vm *fakecloud.VM)) {

@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -35,80 +34,82 @@ func configure(base string, creds fakecloud.Credentials) provider.Config {
 
 var unverified = []provider.Class{provider.Unverified}
 
-func TestConformance(t *testing.T) {
-	drivertest.Run(t, drivertest.Harness{
-		Type:      v1alpha1.ProviderE2E,
-		New:       e2e.New,
-		Configure: configure,
-		BadCredentials: func(map[string][]byte) map[string][]byte {
-			return map[string][]byte{"apiKey": []byte("revokedkey"), "token": []byte("revoked-token")}
-		},
-		NodeID: func(n int) string { return strconv.Itoa(4200 + n) },
-		Actions: map[string]drivertest.ActionCase{
-			"power_off": {Check: func(t *testing.T, vm fakecloud.VM) {
-				if vm.Power != fakecloud.PowerOff {
-					t.Error("node still on after power_off")
+func TestConformance(t *testing.T) { drivertest.Run(t, harness) }
+
+// harness describes E2E Networks to the conformance suite; the tests below
+// use its environment too.
+var harness = drivertest.Harness{
+	Type:      v1alpha1.ProviderE2E,
+	New:       e2e.New,
+	Configure: configure,
+	BadCredentials: func(map[string][]byte) map[string][]byte {
+		return map[string][]byte{"apiKey": []byte("revokedkey"), "token": []byte("revoked-token")}
+	},
+	NodeID: func(n int) string { return strconv.Itoa(4200 + n) },
+	Actions: map[string]drivertest.ActionCase{
+		"power_off": {Check: func(t *testing.T, vm fakecloud.VM) {
+			if vm.Power != fakecloud.PowerOff {
+				t.Error("node still on after power_off")
+			}
+		}},
+		"power_on": {Prepare: off, Check: func(t *testing.T, vm fakecloud.VM) {
+			if vm.Power != fakecloud.PowerOn {
+				t.Error("node still off after power_on")
+			}
+		}},
+		"reboot": {Prepare: workflow, Check: func(t *testing.T, vm fakecloud.VM) {
+			if vm.Boots != 1 {
+				t.Errorf("boots = %d, want 1", vm.Boots)
+			}
+		}},
+		"reinstall": {Prepare: workflow, Check: func(t *testing.T, vm fakecloud.VM) {
+			if vm.Reinstalls != 1 {
+				t.Errorf("reinstalls = %d, want 1", vm.Reinstalls)
+			}
+		}},
+		"save_images": {Prepare: workflow, Parameters: v1alpha1.ActionParameters{Name: "before-upgrade"},
+			Check: func(t *testing.T, vm fakecloud.VM) {
+				if len(vm.Snapshots) != 1 || vm.Snapshots[0] != "before-upgrade" {
+					t.Errorf("saved images %v", vm.Snapshots)
 				}
 			}},
-			"power_on": {Prepare: off, Check: func(t *testing.T, vm fakecloud.VM) {
-				if vm.Power != fakecloud.PowerOn {
-					t.Error("node still off after power_on")
-				}
-			}},
-			"reboot": {Prepare: workflow, Check: func(t *testing.T, vm fakecloud.VM) {
-				if vm.Boots != 1 {
-					t.Errorf("boots = %d, want 1", vm.Boots)
-				}
-			}},
-			"reinstall": {Prepare: workflow, Check: func(t *testing.T, vm fakecloud.VM) {
-				if vm.Reinstalls != 1 {
-					t.Errorf("reinstalls = %d, want 1", vm.Reinstalls)
-				}
-			}},
-			"save_images": {Prepare: workflow, Parameters: v1alpha1.ActionParameters{Name: "before-upgrade"},
-				Check: func(t *testing.T, vm fakecloud.VM) {
-					if len(vm.Snapshots) != 1 || vm.Snapshots[0] != "before-upgrade" {
-						t.Errorf("saved images %v", vm.Snapshots)
-					}
-				}},
-			"rename": {Parameters: v1alpha1.ActionParameters{Name: "web-2"}, Check: func(t *testing.T, vm fakecloud.VM) {
-				if vm.Name != "web-2" {
-					t.Errorf("name = %q", vm.Name)
-				}
-			}},
-			"lock_vm": {Check: func(t *testing.T, vm fakecloud.VM) {
-				if !vm.Locked {
-					t.Error("node not locked")
-				}
-			}},
-			"unlock_vm": {Prepare: locked, Check: func(t *testing.T, vm fakecloud.VM) {
-				if vm.Locked {
-					t.Error("node still locked")
-				}
-			}},
-			// The toggles end at once: nothing on the node shows them, so
-			// there is no effect to check when the driver says so.
-			"enable_recovery_mode":          {Classes: unverified},
-			"disable_recovery_mode":         {Classes: unverified, Prepare: flagOn("recovery_mode")},
-			"enable_accidental_protection":  {Classes: unverified},
-			"disable_accidental_protection": {Classes: unverified, Prepare: flagOn("accidental_protection")},
-			"enable_node_compliance":        {Classes: unverified},
-			"disable_node_compliance":       {Classes: unverified, Prepare: flagOn("node_compliance")},
-		},
-		Portable: map[string]string{
-			"power_on": "power_on", "shutdown": "power_off", "reboot": "reboot",
-			"rename": "rename", "snapshot": "save_images",
-		},
-		MissingParameter: provider.Request{Action: "rename"},
-		Rejected:         provider.Request{Action: "reboot"},
-		RejectedPrepare:  locked,
-		RejectedMessage:  "locked",
-		FailingAction:    provider.Request{Action: "reboot"},
-		LookupAction:     provider.Request{Action: "power_on"},
-		LookupPrepare:    off,
-		LookupByState:    true,
-		UnknowableAction: &provider.Request{Action: "reinstall"},
-	})
+		"rename": {Parameters: v1alpha1.ActionParameters{Name: "web-2"}, Check: func(t *testing.T, vm fakecloud.VM) {
+			if vm.Name != "web-2" {
+				t.Errorf("name = %q", vm.Name)
+			}
+		}},
+		"lock_vm": {Check: func(t *testing.T, vm fakecloud.VM) {
+			if !vm.Locked {
+				t.Error("node not locked")
+			}
+		}},
+		"unlock_vm": {Prepare: locked, Check: func(t *testing.T, vm fakecloud.VM) {
+			if vm.Locked {
+				t.Error("node still locked")
+			}
+		}},
+		// The toggles end at once: nothing on the node shows them, so
+		// there is no effect to check when the driver says so.
+		"enable_recovery_mode":          {Classes: unverified},
+		"disable_recovery_mode":         {Classes: unverified, Prepare: flagOn("recovery_mode")},
+		"enable_accidental_protection":  {Classes: unverified},
+		"disable_accidental_protection": {Classes: unverified, Prepare: flagOn("accidental_protection")},
+		"enable_node_compliance":        {Classes: unverified},
+		"disable_node_compliance":       {Classes: unverified, Prepare: flagOn("node_compliance")},
+	},
+	Portable: map[string]string{
+		"power_on": "power_on", "shutdown": "power_off", "reboot": "reboot",
+		"rename": "rename", "snapshot": "save_images",
+	},
+	MissingParameter: provider.Request{Action: "rename"},
+	Rejected:         provider.Request{Action: "reboot"},
+	RejectedPrepare:  locked,
+	RejectedMessage:  "locked",
+	FailingAction:    provider.Request{Action: "reboot"},
+	LookupAction:     provider.Request{Action: "power_on"},
+	LookupPrepare:    off,
+	LookupByState:    true,
+	UnknowableAction: &provider.Request{Action: "reinstall"},
 }
 
 // env is one fakecloud, on a clock the test moves, and one driver for the
@@ -118,26 +119,16 @@ type env struct {
 	server *httptest.Server
 	cfg    provider.Config
 	driver provider.Driver
-
-	mu  sync.Mutex
-	now time.Time
+	clk    *drivertest.Clock
 }
 
 // actionTime is how long fakecloud actions take on the test clock.
 const actionTime = time.Minute
 
-func (e *env) clock() time.Time {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.now
-}
+func (e *env) clock() time.Time { return e.clk.Now() }
 
 // advance moves the test clock.
-func (e *env) advance(d time.Duration) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.now = e.now.Add(d)
-}
+func (e *env) advance(d time.Duration) { e.clk.Advance(d) }
 
 // begin moves the clock past E2E's workflow delay: the node shows the
 // workflow of the actions accepted before.
@@ -148,27 +139,17 @@ func (e *env) finish() { e.advance(fakecloud.DefaultE2EWorkflowDelay + actionTim
 
 func newEnv(t *testing.T, change func(*provider.Config)) *env {
 	t.Helper()
-	e := &env{now: time.Now()}
-	// Issue 13: the default test world until the driver is fixed.
-	cloud := fakecloud.New(fakecloud.DefaultTestWorld().Apply(fakecloud.Options{ActionDuration: actionTime, Now: e.clock}))
-	server := httptest.NewServer(cloud.Handler())
-	t.Cleanup(server.Close)
-	cfg := configure(server.URL, fakecloud.DefaultCredentials())
-	client, err := provider.NewHTTPClient(provider.ClientOptions{Gate: provider.NewGate(100000, 1000), Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.HTTPClient = client
-	cfg.Now = e.clock
-	if change != nil {
-		change(&cfg)
-	}
-	d, err := e2e.New(cfg)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	e.cloud, e.server, e.cfg, e.driver = cloud, server, cfg, d
-	return e
+	clk := drivertest.NewClock(time.Now())
+	de := harness.NewEnv(t, drivertest.EnvOptions{
+		Cloud: fakecloud.Options{ActionDuration: actionTime, Now: clk.Now},
+		Change: func(cfg *provider.Config) {
+			cfg.Now = clk.Now
+			if change != nil {
+				change(cfg)
+			}
+		},
+	})
+	return &env{cloud: de.Cloud, server: de.Server, cfg: de.Config, driver: de.Driver, clk: clk}
 }
 
 func asError(t *testing.T, err error) *provider.Error {

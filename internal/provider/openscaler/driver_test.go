@@ -3,10 +3,8 @@ package openscaler_test
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -69,27 +67,9 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-// clock is a fake clock for fakecloud, so a slow shutdown takes no real time.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 type env struct {
 	cloud  *fakecloud.Cloud
-	clock  *clock
+	clock  *drivertest.Clock // fakecloud's, so a slow shutdown takes no real time
 	driver provider.Driver
 }
 
@@ -102,25 +82,16 @@ func newEnv(t *testing.T, prepare func(*fakecloud.VM)) *env {
 
 func newEnvWithTimeout(t *testing.T, prepare func(*fakecloud.VM), timeout time.Duration) *env {
 	t.Helper()
-	clk := &clock{t: time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC)}
-	cloud := fakecloud.New(fakecloud.Options{Now: clk.now, ActionDuration: 20 * time.Millisecond})
-	server := httptest.NewServer(cloud.Handler())
-	t.Cleanup(server.Close)
-	cfg := configure(server.URL, fakecloud.DefaultCredentials())
-	client, err := provider.NewHTTPClient(provider.ClientOptions{Gate: provider.NewGate(100000, 1000), Timeout: timeout})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.HTTPClient = client
-	d, err := openscaler.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cloud.AddVM(fakecloud.VM{ID: vm})
+	clk := drivertest.NewClock(time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC))
+	faithful := fakecloud.FaithfulWorld()
+	h := drivertest.Harness{Type: v1alpha1.ProviderOpenScaler, New: openscaler.New, Configure: configure}
+	de := h.NewEnv(t, drivertest.EnvOptions{World: &faithful, Timeout: timeout,
+		Cloud: fakecloud.Options{Now: clk.Now, ActionDuration: 20 * time.Millisecond}})
+	de.Cloud.AddVM(fakecloud.VM{ID: vm})
 	if prepare != nil {
-		_ = cloud.UpdateVM(vm, prepare)
+		_ = de.Cloud.UpdateVM(vm, prepare)
 	}
-	return &env{cloud: cloud, clock: clk, driver: d}
+	return &env{cloud: de.Cloud, clock: clk, driver: de.Driver}
 }
 
 func (e *env) status(t *testing.T, sub provider.Submission) provider.ActionStatus {
@@ -150,7 +121,7 @@ func TestShutdownTimeoutIsWatchedUntilShutoff(t *testing.T) {
 	if st := e.status(t, sub); st.State != provider.StateInProgress || !strings.Contains(st.Message, "watching") {
 		t.Fatalf("while the guest shuts down: %+v", st)
 	}
-	e.clock.add(2 * fakecloud.OpenScalerShutdownTimeout)
+	e.clock.Advance(2 * fakecloud.OpenScalerShutdownTimeout)
 	st := e.status(t, sub)
 	if st.State != provider.StateSucceeded || st.Class != provider.Completed {
 		t.Fatalf("after the guest went down: %+v", st)
@@ -179,7 +150,7 @@ func TestShutdownOutlastingTheRequestTimeoutIsWatched(t *testing.T) {
 	if st := e.status(t, sub); st.State != provider.StateInProgress || !strings.Contains(st.Message, "request timeout") {
 		t.Fatalf("while the guest shuts down: %+v", st)
 	}
-	e.clock.add(2 * fakecloud.OpenScalerShutdownTimeout)
+	e.clock.Advance(2 * fakecloud.OpenScalerShutdownTimeout)
 	if st := e.status(t, sub); st.State != provider.StateSucceeded || st.Class != provider.Completed {
 		t.Fatalf("after the guest went down: %+v", st)
 	}
@@ -232,7 +203,7 @@ func TestShutdownIgnoredKeepsWatching(t *testing.T) {
 		t.Fatalf("Submit: %v", err)
 	}
 	for range 3 {
-		e.clock.add(time.Hour)
+		e.clock.Advance(time.Hour)
 		if st := e.status(t, sub); st.State != provider.StateInProgress {
 			t.Fatalf("a guest ignoring the shutdown ended %+v", st)
 		}
@@ -303,7 +274,7 @@ func TestLookupWhileShuttingDownIsUnknown(t *testing.T) {
 	if err != nil || len(found.Candidates) != 0 || found.Complete {
 		t.Fatalf("got %+v, %v; want records that cannot tell while the VM is not shutoff", found, err)
 	}
-	e.clock.add(2 * fakecloud.OpenScalerShutdownTimeout)
+	e.clock.Advance(2 * fakecloud.OpenScalerShutdownTimeout)
 	found, err = e.driver.Lookup(context.Background(), req, window(time.Now()))
 	if err != nil || len(found.Candidates) != 1 || found.Candidates[0].ActionID != "" {
 		t.Fatalf("Lookup after shutoff: %+v, %v", found, err)
