@@ -42,6 +42,26 @@ func TestRun(t *testing.T) {
 	if p == nil || p.Size != "s-2vcpu-4gb" || p.Disk == nil || !*p.Disk {
 		t.Errorf("spec.parameters %+v, want size s-2vcpu-4gb and disk true", p)
 	}
+
+	// The node flags become spec.node (the Node does not exist: the
+	// NodeAction waits for it, and nothing reaches the provider).
+	r = kubectlNodeaction(t, oliviaConfig, "", "run", "reboot", "--provider", "do", "4003", "--node", "worker-4003",
+		"--drain", "--drain-timeout", "90s", "--on-drain-timeout", "Proceed", "--delete-emptydir-data", "--wait-ready", "2m", "--no-uncordon")
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	node := getNodeAction(t, createdName(t, r.out)).Spec.Node
+	if node == nil || node.Name != "worker-4003" || node.Drain == nil || node.Drain.TimeoutSeconds != 90 || node.Drain.OnTimeout != "Proceed" ||
+		!node.Drain.DeleteEmptyDirData || node.WaitReadySeconds == nil || *node.WaitReadySeconds != 120 || node.Uncordon == nil || *node.Uncordon {
+		t.Errorf("spec.node %+v (drain %+v), want worker-4003, drain 90s Proceed with emptyDir data, wait 120s, no uncordon", node, node.Drain)
+	}
+	r = kubectlNodeaction(t, oliviaConfig, "", "run", "reboot", "--provider", "do", "4004", "--node", "auto")
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if node := getNodeAction(t, createdName(t, r.out)).Spec.Node; node == nil || node.Name != "" || node.Drain != nil {
+		t.Errorf("--node auto: spec.node %+v, want a Node found from the VM, no drain", node)
+	}
 }
 
 // Every refusal is one line that says what to do: the API server's CEL
@@ -65,6 +85,12 @@ func TestRunRefusals(t *testing.T) {
 		{"missing parameter", oliviaConfig, []string{"run", "rename", "--provider", "do", "4105"},
 			[]string{"action rename needs spec.parameters.name"}},
 		{"no provider", oliviaConfig, []string{"run", "reboot", "4106"}, []string{`"provider" not set`}},
+		{"drain without a node", oliviaConfig, []string{"run", "reboot", "--provider", "do", "4109", "--drain"},
+			[]string{"need --node NAME (or --node auto)"}},
+		{"drain timeout without drain", oliviaConfig, []string{"run", "reboot", "--provider", "do", "4110", "--node", "w", "--drain-timeout", "1m"},
+			[]string{"need --drain"}},
+		{"unknown drain timeout policy", oliviaConfig, []string{"run", "reboot", "--provider", "do", "4111", "--node", "w", "--drain", "--on-drain-timeout", "Later"},
+			[]string{`--on-drain-timeout "Later": want Fail or Proceed`}},
 		{"namespace that does not exist", adminConfig, []string{"run", "reboot", "--provider", "do", "4108", "--namespace", "nowhere"},
 			[]string{`namespaces "nowhere" not found`}},
 	} {

@@ -22,6 +22,15 @@ type runOptions struct {
 	name     string
 	wait     bool
 	timeout  time.Duration
+
+	// spec.node: the Kubernetes Node on the VM.
+	node               string
+	drain              bool
+	drainTimeout       time.Duration
+	onDrainTimeout     string
+	deleteEmptyDirData bool
+	waitReady          time.Duration
+	noUncordon         bool
 }
 
 func newRunCommand(s *session) *cobra.Command {
@@ -31,7 +40,8 @@ func newRunCommand(s *session) *cobra.Command {
 		Short: "Create a NodeAction: run one action on one VM",
 		Example: `  kubectl nodeaction run reboot --provider digitalocean 3164494 --wait
   kubectl nodeaction run resize --provider digitalocean 3164494 --param size=s-2vcpu-4gb --param disk=true
-  kubectl nodeaction run recover --provider senlin 5f3c... --param recover.operation=REBUILD --confirm=5f3c...`,
+  kubectl nodeaction run recover --provider senlin 5f3c... --param recover.operation=REBUILD --confirm=5f3c...
+  kubectl nodeaction run reboot --provider digitalocean 3164494 --node worker-3 --drain --drain-timeout 10m --wait`,
 		Long: `Create a NodeAction that runs ACTION on the VM NODE_ID through the Provider
 named by --provider (in the namespace), with a generated name.
 
@@ -43,7 +53,12 @@ recover.rebootType, recover.check, recover.deleteTimeout,
 recover.forceRecreate.
 
 Destructive actions (reinstall, rebuild, restore, recover REBUILD/RECREATE)
-need --confirm=NODE_ID; spec.confirm is set only when you pass it.`,
+need --confirm=NODE_ID; spec.confirm is set only when you pass it.
+
+With --node (the Kubernetes Node on the VM; "auto" finds it from the VM) the
+operator waits for the Node to come back Ready after the action, with a new
+boot id where the action restarts the guest; --drain cordons and drains it
+first (docs/nodes.md).`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return o.run(cmd, s, args[0], args[1])
@@ -55,6 +70,13 @@ need --confirm=NODE_ID; spec.confirm is set only when you pass it.`,
 	cmd.Flags().StringVar(&o.name, "name", "", "name of the NodeAction (default: generated from the action and node id)")
 	cmd.Flags().BoolVar(&o.wait, "wait", false, "follow the action until it succeeds or fails; exit 1 if it fails")
 	cmd.Flags().DurationVar(&o.timeout, "timeout", 0, "with --wait, give up after this long (0: wait as long as it takes)")
+	cmd.Flags().StringVar(&o.node, "node", "", `the Kubernetes Node on the VM, or "auto" to find it from the VM (sets spec.node)`)
+	cmd.Flags().BoolVar(&o.drain, "drain", false, "cordon and drain the Node before the provider call (needs --node)")
+	cmd.Flags().DurationVar(&o.drainTimeout, "drain-timeout", 0, "with --drain, how long the drain may take (default: the operator's, 10m)")
+	cmd.Flags().StringVar(&o.onDrainTimeout, "on-drain-timeout", "", "with --drain, Fail (no provider call, the Node left cordoned) or Proceed when the drain times out")
+	cmd.Flags().BoolVar(&o.deleteEmptyDirData, "delete-emptydir-data", false, "with --drain, evict pods with emptyDir volumes too (their data is lost)")
+	cmd.Flags().DurationVar(&o.waitReady, "wait-ready", 0, "with --node, how long to wait for the Node to be Ready again after the action (default: the operator's)")
+	cmd.Flags().BoolVar(&o.noUncordon, "no-uncordon", false, "with --drain, leave the Node cordoned after the action")
 	_ = cmd.MarkFlagRequired("provider")
 	return cmd
 }
@@ -105,8 +127,58 @@ func (o *runOptions) nodeAction(action, nodeID string) (*v1alpha1.NodeAction, er
 			}
 		}
 	}
+	node, err := o.nodeSpec()
+	if err != nil {
+		return nil, err
+	}
+	na.Spec.Node = node
 	return na, nil
 }
+
+// nodeSpec builds spec.node from the node flags; nil without --node.
+func (o *runOptions) nodeSpec() (*v1alpha1.NodeSpec, error) {
+	if o.node == "" {
+		if o.drain || o.drainTimeout != 0 || o.onDrainTimeout != "" || o.deleteEmptyDirData || o.waitReady != 0 || o.noUncordon {
+			return nil, fmt.Errorf(`--drain, --drain-timeout, --on-drain-timeout, --delete-emptydir-data, --wait-ready and --no-uncordon need --node NAME (or --node auto)`)
+		}
+		return nil, nil
+	}
+	node := &v1alpha1.NodeSpec{}
+	if o.node != "auto" {
+		node.Name = o.node
+	}
+	if o.waitReady != 0 {
+		node.WaitReadySeconds = ptrTo(seconds(o.waitReady))
+	}
+	if !o.drain {
+		if o.drainTimeout != 0 || o.onDrainTimeout != "" || o.deleteEmptyDirData || o.noUncordon {
+			return nil, fmt.Errorf("--drain-timeout, --on-drain-timeout, --delete-emptydir-data and --no-uncordon need --drain")
+		}
+		return node, nil
+	}
+	drain := &v1alpha1.DrainSpec{DeleteEmptyDirData: o.deleteEmptyDirData}
+	if o.drainTimeout != 0 {
+		drain.TimeoutSeconds = seconds(o.drainTimeout)
+	}
+	switch o.onDrainTimeout {
+	case "", "Fail", "Proceed":
+		drain.OnTimeout = o.onDrainTimeout
+	default:
+		return nil, fmt.Errorf("--on-drain-timeout %q: want Fail or Proceed", o.onDrainTimeout)
+	}
+	node.Drain = drain
+	if o.noUncordon {
+		node.Uncordon = ptrTo(false)
+	}
+	return node, nil
+}
+
+// seconds rounds a flag's duration up to whole seconds, the API's unit.
+func seconds(d time.Duration) int32 {
+	return int32((d + time.Second - 1) / time.Second)
+}
+
+func ptrTo[T any](v T) *T { return &v }
 
 var notNameChars = regexp.MustCompile(`[^a-z0-9-]+`)
 
