@@ -96,7 +96,7 @@ func TestKillManagerWithNodes(t *testing.T) {
 			restart()
 		}
 	}
-	if !waitUntil(3*time.Minute, func() bool { return allFinished(t, ns, names) }) {
+	if !waitUntil(5*time.Minute, func() bool { return allFinished(t, ns, names) }) {
 		t.Fatalf("not every NodeAction finished after %d kills; manager log tail:\n%s", kills, tail(proc.out.String(), 4000))
 	}
 	proc.kill()

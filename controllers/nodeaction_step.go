@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -255,6 +256,11 @@ func (s *step) end(o outcome) {
 	phase := v1alpha1.PhaseFailed
 	if o.succeeded {
 		phase = v1alpha1.PhaseSucceeded
+	}
+	if ns := na.Status.Node; !o.succeeded && ns != nil && ns.Cordoned && ns.Name != "" && !strings.Contains(o.message, uncordonHint(ns.Name)) {
+		// Every way a run can fail after its cordon leaves the Node
+		// cordoned: say so, and how to undo it, in the one place runs end.
+		o.message += "; " + uncordonHint(ns.Name)
 	}
 	s.log.Info("finished", "phase", phase, "reason", o.reason, "message", o.message)
 	if o.succeeded {

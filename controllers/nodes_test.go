@@ -205,6 +205,47 @@ func TestDrainBlockedByAPodDisruptionBudget(t *testing.T) {
 	}
 }
 
+// An eviction that errors every round (here a pod under two
+// PodDisruptionBudgets, which the Eviction API refuses with a 500) still
+// ends with the drain's timeout, never a drain that loops for ever.
+func TestDrainThatKeepsFailingEndsWithItsTimeout(t *testing.T) {
+	t.Parallel()
+	ns := newNamespace(t)
+	startManagerIn(t, ns)
+	startKubelet(t, cloud, 500*time.Millisecond, "worker-9725")
+	createProvider(t, ns, "do", v1alpha1.ProviderDigitalOcean)
+	for _, name := range []string{"one", "two"} {
+		pdb := &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: policyv1.PodDisruptionBudgetSpec{
+			MaxUnavailable: ptr.To(intstr.FromInt32(1)), Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "twice"}}}}
+		create(t, pdb)
+		pdb.Status = policyv1.PodDisruptionBudgetStatus{ObservedGeneration: pdb.Generation, DisruptionsAllowed: 1,
+			CurrentHealthy: 1, DesiredHealthy: 0, ExpectedPods: 1}
+		if err := k8s.Status().Update(context.Background(), pdb); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const id = "9725"
+	cloud.AddVM(fakecloud.VM{ID: id, ActionDuration: 500 * time.Millisecond})
+	kubeNode(t, "worker-"+id, "do/"+id, "", id)
+	pod := podOn(t, ns, "twice-"+id, "worker-"+id, "ReplicaSet", "twice", map[string]string{"app": "twice"})
+	// Running and Ready: the Eviction API skips PodDisruptionBudgets for
+	// pods that are not.
+	pod.Status.Phase = corev1.PodRunning
+	pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+	if err := k8s.Status().Update(context.Background(), pod); err != nil {
+		t.Fatal(err)
+	}
+	na := nodeAction(ns, "reboot-"+id, "do", id, "reboot")
+	na.Spec.Node = &v1alpha1.NodeSpec{Drain: &v1alpha1.DrainSpec{TimeoutSeconds: 3}}
+	create(t, na)
+	finished(t, na, 40*time.Second)
+	expectStalled(t, na, v1alpha1.ReasonDrainTimeout, "kubectl uncordon worker-"+id, "more than one PodDisruptionBudget")
+	expectNoNewActionCalls(t, cloud, id, 0, time.Second, "a drain that kept failing")
+	if !podExists(t, pod) {
+		t.Error("the pod under two PodDisruptionBudgets was evicted")
+	}
+}
+
 // A Node someone else cordoned stays cordoned: the operator uncordons only
 // what it cordoned.
 func TestNodeCordonedByAPersonStaysCordoned(t *testing.T) {

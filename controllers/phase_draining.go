@@ -49,16 +49,31 @@ func (s *step) handleDraining(ctx context.Context, t target) (ctrl.Result, error
 			"Kubernetes Node %s was deleted while it was being drained; nothing was sent to %s", ns.Name, t.provider.Spec.Type)))
 		return ctrl.Result{}, nil
 	}
-	drainer := kubenode.Drainer{Client: s.r.Kube}
+	drainer := kubenode.Drainer{Client: s.r.Kube, NodeNotReady: !nodeReady(node)}
+	timeout := time.Duration(spec.TimeoutSeconds) * time.Second
+	if timeout == 0 {
+		timeout = 600 * time.Second
+	}
+	timedOut := !s.now.Before(ns.DrainStartTime.Add(timeout))
 	if ns.Cordoned && !node.Spec.Unschedulable {
 		if _, err := drainer.Cordon(ctx, node); err != nil {
-			progress(s.na, v1alpha1.PhaseDraining, v1alpha1.ReasonDraining, fmt.Sprintf("cordoning Kubernetes Node %s failed (%v); trying again", node.Name, err))
+			what := fmt.Sprintf("cordoning Kubernetes Node %s failed: %v", node.Name, err)
+			if timedOut {
+				return s.drainTimedOut(ctx, t, node, fmt.Sprintf("Kubernetes Node %s was not cordoned after %s (%v)", node.Name, timeout, err))
+			}
+			progress(s.na, v1alpha1.PhaseDraining, v1alpha1.ReasonDraining, what+"; trying again")
 			return s.bound(ctrl.Result{RequeueAfter: drainRound}), nil
 		}
 		s.nodeEvent(node, corev1.EventTypeNormal, "Cordoned", "Cordon", "cordoned before %s of %s VM %s", s.na.Spec.Action, t.provider.Spec.Type, s.na.Spec.NodeID)
 	}
 	round, err := drainer.Evict(ctx, node.Name, *spec)
 	if err != nil {
+		// An error that never goes away (a pod under two
+		// PodDisruptionBudgets, a webhook refusing evictions, no right to
+		// evict) still ends with the drain's timeout.
+		if timedOut {
+			return s.drainTimedOut(ctx, t, node, fmt.Sprintf("Kubernetes Node %s was not drained after %s: %v", node.Name, timeout, err))
+		}
 		progress(s.na, v1alpha1.PhaseDraining, v1alpha1.ReasonDraining, fmt.Sprintf("draining Kubernetes Node %s: %v; trying again", node.Name, err))
 		return s.bound(ctrl.Result{RequeueAfter: drainRound}), nil
 	}
@@ -69,21 +84,23 @@ func (s *step) handleDraining(ctx context.Context, t target) (ctrl.Result, error
 		s.nodeEvent(node, corev1.EventTypeNormal, "Drained", "Drain", "drained before %s of %s VM %s", s.na.Spec.Action, t.provider.Spec.Type, s.na.Spec.NodeID)
 		return s.submitWithNode(ctx, t, node)
 	}
-	timeout := time.Duration(spec.TimeoutSeconds) * time.Second
-	if timeout == 0 {
-		timeout = 600 * time.Second
-	}
-	if !s.now.Before(ns.DrainStartTime.Add(timeout)) {
-		what := fmt.Sprintf("Kubernetes Node %s was not drained after %s: %s", node.Name, timeout, round)
-		if spec.OnTimeout == "Proceed" {
-			s.event(corev1.EventTypeWarning, v1alpha1.ReasonDrainTimeout, "Drain", "%s; onTimeout is Proceed: going on with %s", what, s.na.Spec.Action)
-			return s.submitWithNode(ctx, t, node)
-		}
-		s.end(failure(v1alpha1.ReasonDrainTimeout, fmt.Sprintf("%s. Nothing was sent to %s; %s", what, t.provider.Spec.Type, uncordonHint(node.Name))))
-		return ctrl.Result{}, nil
+	if timedOut {
+		return s.drainTimedOut(ctx, t, node, fmt.Sprintf("Kubernetes Node %s was not drained after %s: %s", node.Name, timeout, round))
 	}
 	progress(s.na, v1alpha1.PhaseDraining, v1alpha1.ReasonDraining, fmt.Sprintf("draining Kubernetes Node %s: %s", node.Name, round))
 	return s.bound(ctrl.Result{RequeueAfter: drainRound}), nil
+}
+
+// drainTimedOut follows spec.node.drain.onTimeout: Proceed submits the
+// action on the undrained Node, Fail (the default) ends the run with
+// nothing sent and the Node left cordoned.
+func (s *step) drainTimedOut(ctx context.Context, t target, node *corev1.Node, what string) (ctrl.Result, error) {
+	if s.na.Spec.Node.Drain.OnTimeout == "Proceed" {
+		s.event(corev1.EventTypeWarning, v1alpha1.ReasonDrainTimeout, "Drain", "%s; onTimeout is Proceed: going on with %s", what, s.na.Spec.Action)
+		return s.submitWithNode(ctx, t, node)
+	}
+	s.end(failure(v1alpha1.ReasonDrainTimeout, fmt.Sprintf("%s. Nothing was sent to %s; %s", what, t.provider.Spec.Type, uncordonHint(node.Name))))
+	return ctrl.Result{}, nil
 }
 
 // submitWithNode records the Node's bootID with the intent, then submits:

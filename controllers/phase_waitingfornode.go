@@ -23,6 +23,20 @@ const defaultWaitReady = 900 * time.Second
 // left that an attempt whose answer was lost ran.
 const outcomeUnknown = v1alpha1.ReasonSubmissionUnknown
 
+// nodeSilence is the least time a Node must stay Ready with its old bootID
+// before a lost attempt is taken as never run: longer than the Node
+// controller's grace period (40 s, in which a Node whose guest went down
+// still reads Ready) and than a provider's own start delay (E2E's
+// workflow begins asynchronously, the driver allows it 2 minutes).
+const nodeSilence = 3 * time.Minute
+
+// mayInferNotRun tells whether a lost attempt of this action may be sent
+// again on the Node's silence alone: only one the provider's vocabulary
+// calls safe to repeat (a reboot, not a reinstall or a Senlin REBUILD).
+func mayInferNotRun(t target) bool {
+	return t.driver.Capabilities().Repeatable(t.req)
+}
+
 // provesByNode tells whether the Node can show this run's action: the
 // action restarts the guest and the Node's bootID was recorded with the
 // intent.
@@ -87,15 +101,20 @@ func (s *step) handleWaitingForNode(ctx context.Context, t target) (ctrl.Result,
 		return ctrl.Result{}, nil
 	}
 	wait := s.waitReady()
+	if ns.Outcome == outcomeUnknown && mayInferNotRun(t) {
+		wait = max(wait, nodeSilence)
+	}
 	if !s.now.Before(ns.WaitStartTime.Add(wait)) {
 		state := fmt.Sprintf("Ready=%v, bootID %s", nodeReady(node), node.Status.NodeInfo.BootID)
 		if !rebooted {
 			state += " (unchanged)"
 		}
 		if ns.Outcome == outcomeUnknown {
-			if !rebooted && nodeReady(node) {
-				// The guest never restarted while the attempt could have
-				// run: it was not accepted. Send it again.
+			if !rebooted && nodeReady(node) && mayInferNotRun(t) {
+				// The guest never restarted in all the time the attempt
+				// could have taken to show: it was not accepted. Send it
+				// again (only an action the provider's vocabulary calls
+				// safe to repeat: a guess must not rebuild a VM twice).
 				s.event(corev1.EventTypeNormal, "NotAccepted", "Verify",
 					"Kubernetes Node %s stayed Ready with bootID %s for %s after attempt %s: the %s did not run; submitting again",
 					node.Name, ns.BootID, wait, s.na.Status.AttemptID, s.na.Status.ProviderAction)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -23,7 +24,17 @@ import (
 // a reconciler calls it again until the Node is empty or its time is up.
 type Drainer struct {
 	Client kubernetes.Interface
+	// NodeNotReady is true when the Node's kubelet is not reporting: pods
+	// it would have to confirm gone stay Terminating for ever, so those
+	// deleted more than TerminatingGrace ago count as gone (kubectl
+	// drain's --skip-wait-for-delete-timeout). Power-cycling a hung Node
+	// is the reason many drains run at all.
+	NodeNotReady bool
 }
+
+// TerminatingGrace is how long a pod on a Node that is not Ready may stay
+// Terminating before the drain stops waiting for it.
+const TerminatingGrace = 60 * time.Second
 
 // Cordon marks the Node unschedulable. It reports whether this call
 // cordoned it (false when it already was: then it is not ours to uncordon).
@@ -149,5 +160,14 @@ func (d Drainer) helper(ctx context.Context, spec v1alpha1.DrainSpec) *drain.Hel
 		IgnoreAllDaemonSets: ignoreDS,
 		DeleteEmptyDirData:  spec.DeleteEmptyDirData,
 		Out:                 io.Discard, ErrOut: io.Discard,
+		// 0 waits for every terminating pod, as kubectl drain does.
+		SkipWaitForDeleteTimeoutSeconds: skipTerminating(d.NodeNotReady),
 	}
+}
+
+func skipTerminating(nodeNotReady bool) int {
+	if nodeNotReady {
+		return int(TerminatingGrace / time.Second)
+	}
+	return 0
 }

@@ -166,6 +166,9 @@ type ActionInfo struct {
 	// RestartsGuest: the action boots the VM's operating system (anew):
 	// a Kubernetes Node on it comes back with a new bootID.
 	RestartsGuest bool
+	// RestartsGuestIf, when set, decides RestartsGuest per request (Senlin's
+	// recover with check may find the node healthy and leave it as it is).
+	RestartsGuestIf func(Request) bool
 }
 
 // Config is what a driver is built from: the Provider's spec, its

@@ -71,5 +71,9 @@ func (c Capabilities) Repeatable(r Request) bool {
 
 // RestartsGuest tells whether a request boots the VM's operating system.
 func (c Capabilities) RestartsGuest(r Request) bool {
-	return c.Actions[r.Action].RestartsGuest
+	info := c.Actions[r.Action]
+	if info.RestartsGuestIf != nil {
+		return info.RestartsGuestIf(r)
+	}
+	return info.RestartsGuest
 }

@@ -281,6 +281,11 @@ var workflowWindow = map[string]time.Duration{
 	"save_images": 10 * time.Minute,
 }
 
+// effectWindow is how long an action whose end state the node shows (power,
+// rename, lock) may take to show it before it counts as accepted but
+// unverified.
+const effectWindow = 10 * time.Minute
+
 // progressLeft is kept (Submission.Progress) once the node was seen
 // leaving its steady state for the action's workflow.
 const progressLeft = "left:"
@@ -305,19 +310,63 @@ func (d *Driver) Status(ctx context.Context, sub provider.Submission) (provider.
 		return provider.ActionStatus{}, err
 	}
 	if n.Status == statusFailed {
+		if !d.failedIsOurs(sub) {
+			// "Failed" may be left from an earlier action: E2E runs this
+			// one asynchronously, so the node may not have moved yet.
+			return provider.ActionStatus{State: provider.StateInProgress, Class: provider.Verifying, Watch: true,
+				Message: fmt.Sprintf("node %s still reads %q, perhaps from an earlier action; waiting up to %s for %s to move it",
+					sub.NodeID, n.Status, failedGrace(sub.Action), sub.Action)}, nil
+		}
 		return provider.ActionStatus{State: provider.StateFailed, Class: provider.ActionFailed, CompletedAt: d.now(),
 			Message: fmt.Sprintf("E2E Networks reports node %s status %q after %s", sub.NodeID, n.Status, sub.Action)}, nil
 	}
 	if window, ok := workflowWindow[sub.Action]; ok {
-		return d.workflowStatus(sub, n, window), nil
+		st := d.workflowStatus(sub, n, window)
+		if st.Progress == "" && sub.Progress == "" {
+			st.Progress = progressSeen + n.Status
+		}
+		return st, nil
 	}
 	ok, want := shows(sub.Request, n)
 	if ok {
 		return provider.ActionStatus{State: provider.StateSucceeded, Class: provider.Completed, CompletedAt: d.now(),
 			Message: fmt.Sprintf("node %s is %s: %s took effect", sub.NodeID, describe(sub.Action, n), sub.Action)}, nil
 	}
-	return provider.ActionStatus{State: provider.StateInProgress, Class: provider.Verifying,
-		Message: fmt.Sprintf("node %s is %s, not %s yet", sub.NodeID, describe(sub.Action, n), want)}, nil
+	if !sub.StartedAt.IsZero() && d.now().Sub(sub.StartedAt) >= effectWindow {
+		// A guest that ignores E2E's graceful power_off (E2E has no hard
+		// one), or any action the node never shows: accepted, not proven,
+		// and the VM's queue is not held for ever.
+		return provider.ActionStatus{State: provider.StateSucceeded, Class: provider.Unverified, CompletedAt: d.now(),
+			Message: fmt.Sprintf("E2E Networks accepted %s, but node %s is still %s, not %s, after %s",
+				sub.Action, sub.NodeID, describe(sub.Action, n), want, effectWindow)}, nil
+	}
+	st := provider.ActionStatus{State: provider.StateInProgress, Class: provider.Verifying,
+		Message: fmt.Sprintf("node %s is %s, not %s yet", sub.NodeID, describe(sub.Action, n), want)}
+	if sub.Progress == "" {
+		st.Progress = progressSeen + n.Status
+	}
+	return st, nil
+}
+
+// progressSeen is kept (Submission.Progress) once the node was read in a
+// state other than "Failed" after the action was accepted: a "Failed" read
+// after that is this action's.
+const progressSeen = "seen:"
+
+// failedIsOurs tells whether a node reading "Failed" shows this action
+// failed: it was seen in another state since E2E accepted the action, or
+// the action has had time to move it.
+func (d *Driver) failedIsOurs(sub provider.Submission) bool {
+	return sub.Progress != "" || sub.StartedAt.IsZero() || d.now().Sub(sub.StartedAt) >= failedGrace(sub.Action)
+}
+
+// failedGrace is how long a "Failed" read is taken to be left from before:
+// the workflow window of actions that have one, else two minutes.
+func failedGrace(action string) time.Duration {
+	if w, ok := workflowWindow[action]; ok {
+		return w
+	}
+	return 2 * time.Minute
 }
 
 // workflowStatus follows an action the node shows only by going through a

@@ -327,6 +327,11 @@ func TestPowerOffProvenByTheNode(t *testing.T) {
 	if st := status(t, e.driver, subs[1]); st.State != provider.StateInProgress || st.Class != provider.Verifying || !strings.Contains(st.Message, "Running") {
 		t.Errorf("node 8 still running: %+v, want InProgress/Verifying", st)
 	}
+	// Not for ever: after its window it is accepted, not proven.
+	e.advance(10 * time.Minute)
+	if st := status(t, e.driver, subs[1]); st.State != provider.StateSucceeded || st.Class != provider.Unverified || !strings.Contains(st.Message, "still") {
+		t.Errorf("node 8 still running after the window: %+v, want Succeeded/Unverified", st)
+	}
 }
 
 func TestLockedNodeRefusal(t *testing.T) {
@@ -380,6 +385,40 @@ func TestQuotaIsRateLimited(t *testing.T) {
 	}
 }
 
+// A node left "Failed" by an earlier action reads "Failed" right after E2E
+// accepted a reboot whose workflow has not begun: that is not the reboot
+// failing (which would send it again under backoffLimit).
+func TestFailedFromAnEarlierActionIsNotThisOnes(t *testing.T) {
+	e := newEnv(t, nil)
+	e.cloud.AddVM(fakecloud.VM{ID: "8", ActionDuration: 10 * time.Second, FailNext: "disk error"})
+	first, err := e.driver.Submit(context.Background(), provider.Request{NodeID: "8", Action: "reboot"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.finish()
+	e.advance(2 * time.Minute)
+	if st := status(t, e.driver, first); st.State != provider.StateFailed {
+		t.Fatalf("the first reboot: %+v, want Failed", st)
+	}
+	sub, err := e.driver.Submit(context.Background(), provider.Request{NodeID: "8", Action: "reboot"})
+	if err != nil {
+		t.Fatalf("a reboot of the failed node: %v", err)
+	}
+	e.advance(time.Second) // the workflow has not begun
+	st := status(t, e.driver, sub)
+	if st.State != provider.StateInProgress {
+		t.Fatalf("right after the second reboot was accepted: %+v, want in progress", st)
+	}
+	sub.Progress = st.Progress
+	e.begin()
+	st = status(t, e.driver, sub)
+	sub.Progress = st.Progress
+	e.finish()
+	if st := status(t, e.driver, sub); st.State != provider.StateSucceeded || st.Class != provider.Completed {
+		t.Errorf("after its workflow: %+v, want Completed", st)
+	}
+}
+
 func TestFailedNode(t *testing.T) {
 	e := newEnv(t, nil)
 	e.cloud.AddVM(fakecloud.VM{ID: "7", Power: fakecloud.PowerOff, FailNext: "no capacity"})
@@ -388,8 +427,21 @@ func TestFailedNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.finish()
+	// Not seen in another state since the power_on was accepted: "Failed"
+	// could be older than it, until the action has had time to move it.
+	st := status(t, e.driver, sub)
+	if st.State != provider.StateInProgress {
+		t.Errorf("first read of a Failed node: %+v, want still in progress", st)
+	}
+	e.advance(2 * time.Minute)
 	if st := status(t, e.driver, sub); st.State != provider.StateFailed || st.Class != provider.ActionFailed {
 		t.Errorf("got %+v, want Failed/ProviderFailed", st)
+	}
+	// Seen in another state first, "Failed" is this action's at once.
+	sub.Progress = "seen:Powered off"
+	sub.StartedAt = e.clock()
+	if st := status(t, e.driver, sub); st.State != provider.StateFailed {
+		t.Errorf("Failed after the node was seen powered off: %+v, want Failed", st)
 	}
 	// A failed node is not evidence that a lost power_on was accepted.
 	_, err = e.driver.Lookup(context.Background(), provider.Request{NodeID: "7", Action: "power_on"}, window(time.Now()))

@@ -284,7 +284,7 @@ func (d *Driver) Capabilities() provider.Capabilities { return capabilities }
 var capabilities = provider.Capabilities{
 	Actions: map[string]provider.ActionInfo{
 		"check":   {Repeatable: true},
-		"recover": {RepeatableIf: recoverRepeatable, RestartsGuest: true},
+		"recover": {RepeatableIf: recoverRepeatable, RestartsGuestIf: recoverRestartsGuest},
 	},
 	Portable: map[string]provider.Native{
 		"reboot":      {Action: "recover", Implies: recoverReboot("SOFT")},
@@ -314,6 +314,13 @@ func describe(r provider.Request) string {
 
 // recoverRepeatable: a recover REBOOT may be submitted again after Senlin
 // reported it failed; a REBUILD or RECREATE may not.
+// recoverRestartsGuest: a recover with check first may find the node
+// ACTIVE and leave it as it is, so no new boot proves or disproves it.
+func recoverRestartsGuest(req provider.Request) bool {
+	r := req.Parameters.Recover
+	return r == nil || r.Check == nil || !*r.Check
+}
+
 func recoverRepeatable(req provider.Request) bool {
 	return req.Parameters.Recover != nil && strings.EqualFold(req.Parameters.Recover.Operation, "REBOOT")
 }

@@ -446,6 +446,23 @@ func TestRepeatable(t *testing.T) {
 	}
 }
 
+// A recover that checks first may find the node ACTIVE and leave it as it
+// is: no new boot is to be expected, so a Node on it proves nothing.
+func TestRecoverWithCheckMayNotRestartTheGuest(t *testing.T) {
+	caps := newTestDriverCaps(t)
+	checked := recoverParams("REBOOT", "SOFT")
+	checked.Recover.Check = ptr(true)
+	for req, want := range map[*provider.Request]bool{
+		{Action: "recover", Parameters: recoverParams("REBOOT", "SOFT")}: true,
+		{Action: "recover", Parameters: checked}:                          false,
+		{Action: "check"}:                                                false,
+	} {
+		if got := caps.RestartsGuest(*req); got != want {
+			t.Errorf("RestartsGuest(%s) = %v, want %v", caps.Describe(*req), got, want)
+		}
+	}
+}
+
 func newTestDriverCaps(t *testing.T) provider.Capabilities {
 	t.Helper()
 	d, err := senlin.New(provider.Config{AuthURL: "http://127.0.0.1:1/identity/v3", Credentials: map[string][]byte{"token": []byte("t")}, HTTPClient: &http.Client{}})
