@@ -454,7 +454,7 @@ func TestRecoverWithCheckMayNotRestartTheGuest(t *testing.T) {
 	checked.Recover.Check = ptr(true)
 	for req, want := range map[*provider.Request]bool{
 		{Action: "recover", Parameters: recoverParams("REBOOT", "SOFT")}: true,
-		{Action: "recover", Parameters: checked}:                          false,
+		{Action: "recover", Parameters: checked}:                         false,
 		{Action: "check"}:                                                false,
 	} {
 		if got := caps.RestartsGuest(*req); got != want {
