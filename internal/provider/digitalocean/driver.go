@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -280,14 +281,28 @@ func (d *Driver) StatusBatch(ctx context.Context, subs []provider.Submission) (m
 		}
 	}
 	out := make(map[string]provider.ActionStatus, len(want))
-	opt := &godo.ListOptions{Page: 1, PerPage: 200}
-	for len(want) > 0 {
-		actions, resp, err := d.client.Actions.List(ctx, opt)
+	// Neither the seed nor DigitalOcean's reference fixes the list's
+	// order. The first page shows it: newest first, read forward until
+	// the oldest wanted id; oldest first, jump to the last page and read
+	// backward to it; anything else, every page. Whatever the list does,
+	// an action the sweep misses is read on its own by the caller.
+	order := listUnknown
+	page, last := 1, 0
+	read := map[int]bool{}
+	for len(want) > 0 && page > 0 && !read[page] {
+		actions, resp, err := d.client.Actions.List(ctx, &godo.ListOptions{Page: page, PerPage: 200})
 		if err != nil {
 			return out, classify(err, http.MethodGet)
 		}
-		reachedOldest := false
-		for _, a := range actions {
+		read[page] = true
+		lo, hi := 0, 0
+		for i, a := range actions {
+			if i == 0 || a.ID < lo {
+				lo = a.ID
+			}
+			if a.ID > hi {
+				hi = a.ID
+			}
 			if sub, ok := want[a.ID]; ok {
 				st, err := d.statusOf(ctx, sub, a)
 				if err != nil {
@@ -296,16 +311,87 @@ func (d *Driver) StatusBatch(ctx context.Context, subs []provider.Submission) (m
 				out[sub.ActionID] = st
 				delete(want, a.ID)
 			}
-			if a.ID <= oldest {
-				reachedOldest = true
+		}
+		isLast := len(actions) == 0 || resp == nil || resp.Links == nil || resp.Links.IsLastPage()
+		if page == 1 {
+			order, last = orderOf(actions), lastPage(resp)
+			if order == listOldestFirst && last == 0 && !isLast {
+				order = listUnknown // no link to the last page: read on
 			}
 		}
-		if reachedOldest || len(actions) == 0 || resp == nil || resp.Links == nil || resp.Links.IsLastPage() {
-			break
+		switch {
+		case len(actions) == 0:
+			page = 0
+		case order == listNewestFirst:
+			if lo <= oldest || isLast {
+				page = 0
+			} else {
+				page++
+			}
+		case order == listOldestFirst:
+			// Pages after this one hold newer ids: read from the last
+			// one backward until a page reaches the oldest wanted id.
+			switch {
+			case page == 1 && last > 1:
+				page = last
+			case page > 1 && lo > oldest:
+				page--
+			default:
+				page = 0
+			}
+		case isLast:
+			page = 0
+		default:
+			page++
 		}
-		opt.Page++
 	}
 	return out, nil
+}
+
+// listOrder is the order a page of the account's actions shows.
+type listOrder int
+
+const (
+	listUnknown listOrder = iota
+	listNewestFirst
+	listOldestFirst
+)
+
+// orderOf tells a page sorted by id, descending or ascending, from any
+// other (or too short to tell).
+func orderOf(actions []godo.Action) listOrder {
+	if len(actions) < 2 {
+		return listUnknown
+	}
+	desc, asc := true, true
+	for i := 1; i < len(actions); i++ {
+		desc = desc && actions[i].ID < actions[i-1].ID
+		asc = asc && actions[i].ID > actions[i-1].ID
+	}
+	switch {
+	case desc:
+		return listNewestFirst
+	case asc:
+		return listOldestFirst
+	}
+	return listUnknown
+}
+
+// lastPage is the number of the list's last page from its links, 0 when
+// they do not say.
+func lastPage(resp *godo.Response) int {
+	if resp == nil || resp.Links == nil || resp.Links.Pages == nil || resp.Links.Pages.Last == "" {
+		return 0
+	}
+	u, err := url.Parse(resp.Links.Pages.Last)
+	if err != nil {
+		return 0
+	}
+	n, err := strconv.Atoi(u.Query().Get("page"))
+	if err != nil {
+		return 0
+	}
+	return n
 }
 
 func needsReadBack(action string) bool {
