@@ -106,6 +106,12 @@ func (s *step) drainTimedOut(ctx context.Context, t target, node *corev1.Node, w
 // submitWithNode records the Node's bootID with the intent, then submits:
 // a different bootID later proves the guest restarted.
 func (s *step) submitWithNode(ctx context.Context, t target, node *corev1.Node) (ctrl.Result, error) {
-	s.nodeStatus().BootID = node.Status.NodeInfo.BootID
+	// Only a Ready Node's bootID is a baseline: a Node not (yet) Ready may
+	// still show the bootID of a boot before the last one, and any later
+	// change would then pass for this action's proof.
+	s.nodeStatus().BootID = ""
+	if nodeReady(node) {
+		s.nodeStatus().BootID = node.Status.NodeInfo.BootID
+	}
 	return s.submit(ctx, t)
 }

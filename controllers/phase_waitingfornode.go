@@ -48,7 +48,9 @@ func (s *step) provesByNode(t target) bool {
 // providerDone ends a run the provider reports done, or, when the Node can
 // prove it, waits for the Node first: Ready again with a new bootID.
 func (s *step) providerDone(ctx context.Context, t target, o outcome) ctrl.Result {
-	if s.provesByNode(t) {
+	// An action the provider found already done (a power_on of a running
+	// VM) restarted nothing: no new bootID will come.
+	if s.provesByNode(t) && o.reason != v1alpha1.ReasonAlreadyInState {
 		return s.startWaitForNode(t, o)
 	}
 	s.endWithNode(ctx, t, o, nil)
