@@ -82,7 +82,7 @@ func (s *step) submit(ctx context.Context, t target) (ctrl.Result, error) {
 	st.AttemptID = fmt.Sprintf("%s-%d", shortUID(na.UID), st.TotalAttempts)
 	// Status keeps whole seconds: the window is widened to them, never narrowed.
 	st.SubmittedAt = ptrTime(metav1.NewTime(sendAt.Truncate(time.Second)))
-	st.SubmitDeadline = ptrTime(metav1.NewTime(ceilSecond(sendAt.Add(s.r.Drivers.RequestTimeout() + time.Second))))
+	st.SubmitDeadline = ptrTime(metav1.NewTime(ceilSecond(sendAt.Add(submitSlack + s.r.Drivers.RequestTimeout()))))
 	st.ProviderAction = t.driver.Capabilities().Describe(t.req)
 	st.ProviderActionID = ""
 	st.ProviderStartTime = nil
@@ -110,6 +110,12 @@ func (s *step) submit(ctx context.Context, t target) (ctrl.Result, error) {
 	}
 	return s.send(ctx, t, ticket)
 }
+
+// submitSlack is how late after its slot a recorded attempt may still
+// leave: a busy work queue wakes an attempt a little after its time, and a
+// wake-up past the window costs a new attempt (another intent written).
+// The price is a later lookup when an answer is lost.
+const submitSlack = 5 * time.Second
 
 // heldTicket is a request slot kept in memory for an attempt recorded
 // before its slot came.
