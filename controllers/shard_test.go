@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -45,7 +46,7 @@ func shardOf(r fakecloud.Request) string {
 // the first request about one of the VMs from a manager other than the
 // VM's shard (want maps VM id to shard name; "none" for VMs nobody may
 // touch), or at the first action call on a VM beyond calls[vm].
-func watchShardCalls(t *testing.T, want map[string]string, calls map[string]int, window time.Duration) {
+func watchShardCalls(t *testing.T, cloud *fakecloud.Cloud, want map[string]string, calls map[string]int, window time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(window)
 	for {
@@ -82,16 +83,27 @@ func labelled(na *v1alpha1.NodeAction, shardName string) *v1alpha1.NodeAction {
 	return na
 }
 
+// privateCloud is a fakecloud of the test's own, so that other tests'
+// requests neither show in its log nor count in theirs.
+func privateCloud(t *testing.T) (*fakecloud.Cloud, string) {
+	t.Helper()
+	c := fakecloud.New(fakecloud.DefaultTestWorld().Apply(suiteCloudOptions()))
+	srv := httptest.NewServer(c.Handler())
+	t.Cleanup(srv.Close)
+	return c, srv.URL
+}
+
 func TestShardsActOnTheirOwnObjectsOnly(t *testing.T) {
 	t.Parallel()
+	cloud, base := privateCloud(t)
 	ns := newNamespace(t)
 	startShardManager(t, ns, mustShard(t, ""))
 	startShardManager(t, ns, mustShard(t, "blue"))
 
 	// One Provider for both shards (a NodeAction may name any Provider of
 	// its namespace), and one of a shard no manager serves: nobody probes it.
-	createProvider(t, ns, "do", v1alpha1.ProviderDigitalOcean)
-	p, s := providerFor(t, ns, "do-green", v1alpha1.ProviderDigitalOcean)
+	createProviderAt(t, ns, "do", v1alpha1.ProviderDigitalOcean, base)
+	p, s := providerAt(t, ns, "do-green", v1alpha1.ProviderDigitalOcean, base)
 	p.Labels = map[string]string{shard.Label: "green"}
 	create(t, s)
 	create(t, p)
@@ -112,7 +124,7 @@ func TestShardsActOnTheirOwnObjectsOnly(t *testing.T) {
 	expectReady(t, finished(t, blue, 30*time.Second))
 	// Several poll intervals and a reconcile's worth of time: no shard
 	// touches another's VM, and nobody the unserved shard's.
-	watchShardCalls(t, want, calls, 3*time.Second)
+	watchShardCalls(t, cloud, want, calls, 3*time.Second)
 	for vm, n := range calls {
 		if got := cloud.ActionCalls(vm); got != n {
 			t.Errorf("%d action calls on VM %s, want %d", got, vm, n)
@@ -165,15 +177,15 @@ func relabel(t *testing.T, na *v1alpha1.NodeAction, shardName string) {
 // end: one provider call in all, and the old shard touches the VM no more.
 func TestRelabelledNodeActionMovesWithoutASecondCall(t *testing.T) {
 	t.Parallel()
+	cloud, base := privateCloud(t)
 	ns := newNamespace(t)
 	startShardManager(t, ns, mustShard(t, ""))
 	startShardManager(t, ns, mustShard(t, "blue"))
-	createProvider(t, ns, "do", v1alpha1.ProviderDigitalOcean)
 
 	for _, tc := range []struct{ vm, from, to string }{{"8611", "", "blue"}, {"8612", "blue", ""}} {
 		// A Provider per case, so each manager follows the action with its
 		// own GETs (a fleet sweep would not name the VM).
-		createProvider(t, ns, "do-"+tc.vm, v1alpha1.ProviderDigitalOcean)
+		createProviderAt(t, ns, "do-"+tc.vm, v1alpha1.ProviderDigitalOcean, base)
 		cloud.AddVM(fakecloud.VM{ID: tc.vm, ActionDuration: 3 * time.Second})
 		na := labelled(nodeAction(ns, "move-"+tc.vm, "do-"+tc.vm, tc.vm, "reboot"), tc.from)
 		create(t, na)
