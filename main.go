@@ -26,6 +26,7 @@ import (
 	"github.com/nodeaction/nodeaction-operator/api/v1alpha1"
 	"github.com/nodeaction/nodeaction-operator/controllers"
 	"github.com/nodeaction/nodeaction-operator/internal/drivercache"
+	"github.com/nodeaction/nodeaction-operator/internal/shard"
 )
 
 var scheme = runtime.NewScheme()
@@ -38,6 +39,7 @@ func init() {
 func main() {
 	var (
 		metricsAddr, probeAddr, watchNamespace     string
+		shardName                                  string
 		pprofAddr                                  string
 		leaderElectionID, leaderElectionNamespace  string
 		secureMetrics, enableLeaderElection        bool
@@ -62,6 +64,9 @@ func main() {
 	flag.DurationVar(&retryPeriod, "leader-elect-retry-period", 2*time.Second, "How often leader election is attempted.")
 	flag.StringVar(&watchNamespace, "watch-namespace", "",
 		"Only watch this namespace (default: all namespaces).")
+	flag.StringVar(&shardName, "shard", "",
+		"Serve only the NodeActions and Providers labelled "+shard.Label+"=NAME, with the leader election id <leader-election-id>-NAME "+
+			"(default: the objects without that label). docs/sharding.md.")
 	flag.IntVar(&concurrency, "max-concurrent-reconciles", 16, "NodeActions reconciled in parallel. Workers mostly wait on the API server, so more than the cores is right.")
 	flag.DurationVar(&requestTimeout, "provider-request-timeout", 30*time.Second,
 		"Timeout of one provider API request. A submission whose answer is lost is looked up only after this.")
@@ -77,6 +82,11 @@ func main() {
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	log := ctrl.Log.WithName("setup")
+	sh, err := shard.Parse(shardName)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
 
 	// HTTP/2 is off on the metrics server (CVE-2023-44487, CVE-2023-39325), as kubebuilder does.
 	disableHTTP2 := func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }
@@ -89,6 +99,8 @@ func main() {
 		// The controllers never read managedFields: dropping them keeps the
 		// cache small with many NodeActions.
 		DefaultTransform: cache.TransformStripManagedFields(),
+		// Only this shard's NodeActions (--shard).
+		ByObject: sh.CacheByObject(),
 	}
 	if watchNamespace != "" {
 		cacheOpts.DefaultNamespaces = map[string]cache.Config{watchNamespace: {}}
@@ -100,7 +112,7 @@ func main() {
 		HealthProbeBindAddress:        probeAddr,
 		PprofBindAddress:              pprofAddr,
 		LeaderElection:                enableLeaderElection,
-		LeaderElectionID:              leaderElectionID,
+		LeaderElectionID:              sh.LeaderElectionID(leaderElectionID),
 		LeaderElectionNamespace:       leaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
 		LeaseDuration:                 &leaseDuration,
@@ -114,10 +126,11 @@ func main() {
 	}
 
 	drivers := drivercache.New(mgr.GetAPIReader(), drivercache.Options{
-		MaxAge: credsMaxAge, RequestTimeout: requestTimeout, UserAgent: "nodeaction-operator",
+		MaxAge: credsMaxAge, RequestTimeout: requestTimeout, UserAgent: sh.UserAgent("nodeaction-operator"),
 	})
 	if err := (&controllers.ProviderReconciler{
 		Client: mgr.GetClient(), Drivers: drivers, Recorder: mgr.GetEventRecorder("nodeaction-operator"), ProbeInterval: probeInterval,
+		Shard: &sh,
 	}).SetupWithManager(mgr, controller.Options{}); err != nil {
 		log.Error(err, "unable to set up the Provider controller")
 		os.Exit(1)
@@ -142,7 +155,7 @@ func main() {
 	}
 	if err := (&controllers.NodeActionReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Drivers: drivers, Recorder: mgr.GetEventRecorder("nodeaction-operator"),
-		Kube: kube, Nodes: nodes,
+		Kube: kube, Nodes: nodes, Shard: &sh,
 	}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: concurrency}); err != nil {
 		log.Error(err, "unable to set up the NodeAction controller")
 		os.Exit(1)
@@ -156,7 +169,8 @@ func main() {
 		os.Exit(1)
 	}
 
-	log.Info("starting manager", "watchNamespace", watchNamespace, "leaderElection", enableLeaderElection)
+	log.Info("starting manager", "watchNamespace", watchNamespace, "shard", sh.String(),
+		"leaderElection", enableLeaderElection, "leaderElectionID", sh.LeaderElectionID(leaderElectionID))
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		log.Error(err, "problem running manager")
 		os.Exit(1)

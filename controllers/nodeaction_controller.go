@@ -16,6 +16,7 @@ import (
 
 	"github.com/nodeaction/nodeaction-operator/api/v1alpha1"
 	"github.com/nodeaction/nodeaction-operator/internal/provider"
+	"github.com/nodeaction/nodeaction-operator/internal/shard"
 )
 
 // Poll and retry timing.
@@ -60,6 +61,14 @@ type NodeActionReconciler struct {
 	Nodes bool
 	// Clock tells the time; tests set a fake one. Default: the real clock.
 	Clock clock.PassiveClock
+	// Shard is the part of the NodeActions this manager serves (its cache
+	// holds only those, --shard). When set, the checks that compare a
+	// NodeAction with the others on its VM (the order on a node, which
+	// provider actions are already someone's) read every shard's through
+	// APIReader, and a submission that waited for its slot confirms the
+	// NodeAction is still this shard's before its call (docs/sharding.md).
+	// nil: this manager's cache holds every NodeAction it must compare with.
+	Shard *shard.Shard
 
 	inflight inflightTracker
 	polls    sync.Map // types.NamespacedName → time.Time of the next poll

@@ -245,13 +245,37 @@ func (s *step) settle() time.Duration {
 }
 
 // blocker returns the earliest unfinished NodeAction on the same Provider
-// and node that was created before this one, or nil.
+// and node that was created before this one, or nil. A sharded manager's
+// cache holds only its shard's NodeActions: when it finds none there, it
+// asks the API server about every shard's (a field selector on
+// spec.nodeID, so the answer is the few on this VM).
 func (s *step) blocker(ctx context.Context) (*v1alpha1.NodeAction, error) {
 	list := &v1alpha1.NodeActionList{}
 	if err := s.r.Client.List(ctx, list, client.InNamespace(s.na.Namespace),
 		client.MatchingFields{indexProviderNode: providerNodeKey(s.na)}); err != nil {
 		return nil, err
 	}
+	earliest := s.earliestBefore(list)
+	if earliest != nil || s.r.Shard == nil {
+		return earliest, nil
+	}
+	all := &v1alpha1.NodeActionList{}
+	if err := s.r.APIReader.List(ctx, all, client.InNamespace(s.na.Namespace),
+		client.MatchingFields{fieldNodeID: s.na.Spec.NodeID}); err != nil {
+		return nil, err
+	}
+	same := all.Items[:0]
+	for _, o := range all.Items {
+		if o.Spec.ProviderRef.Name == s.na.Spec.ProviderRef.Name {
+			same = append(same, o)
+		}
+	}
+	all.Items = same
+	return s.earliestBefore(all), nil
+}
+
+// earliestBefore is the earliest unfinished NodeAction of list created before this one.
+func (s *step) earliestBefore(list *v1alpha1.NodeActionList) *v1alpha1.NodeAction {
 	var earlier []*v1alpha1.NodeAction
 	for i := range list.Items {
 		o := &list.Items[i]
@@ -263,10 +287,10 @@ func (s *step) blocker(ctx context.Context) (*v1alpha1.NodeAction, error) {
 		}
 	}
 	if len(earlier) == 0 {
-		return nil, nil
+		return nil
 	}
 	sort.Slice(earlier, func(i, j int) bool { return createdBefore(earlier[i], earlier[j]) })
-	return earlier[0], nil
+	return earlier[0]
 }
 
 func createdBefore(a, b *v1alpha1.NodeAction) bool {

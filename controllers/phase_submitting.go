@@ -7,11 +7,13 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nodeaction/nodeaction-operator/api/v1alpha1"
 	"github.com/nodeaction/nodeaction-operator/internal/provider"
+	"github.com/nodeaction/nodeaction-operator/internal/shard"
 )
 
 // handleSubmitting handles an attempt whose intent is recorded and whose
@@ -38,13 +40,21 @@ func (s *step) handleSubmitting(ctx context.Context, t target) (ctrl.Result, err
 			held.ticket.Cancel()
 			return s.handlePending(ctx, t)
 		}
+		if mine, err := s.stillMine(ctx); err != nil || !mine {
+			held.ticket.Cancel()
+			return ctrl.Result{}, err
+		}
 		return s.send(ctx, t, held.ticket)
 	}
-	// This process did not record the attempt (it restarted, or another
-	// replica led before). An attempt whose slot had not come when its
-	// recorder stopped never left: a leader only starts once the last one
-	// has stopped, and nobody sends before the recorded time.
-	if s.now.Add(clockSkew).Before(st.SubmittedAt.Time) {
+	// This process did not record the attempt (it restarted, another
+	// replica led before, or the NodeAction moved here from another shard).
+	// An attempt whose slot had not come when its recorder stopped never
+	// left: a leader only starts once the last one has stopped, a shard
+	// confirms the NodeAction is still its own when the slot comes (within
+	// MaxRateWait of it, stillMine), and nobody sends before the recorded
+	// time. So an attempt further out than the clock skew and that wait has
+	// not left, and will not.
+	if s.now.Add(clockSkew + s.r.Drivers.MaxRateWait()).Before(st.SubmittedAt.Time) {
 		s.event(corev1.EventTypeNormal, "Rescheduled", "Submit",
 			"attempt %s was waiting for its request slot when the operator restarted; it was never sent, so a new slot is taken", st.AttemptID)
 		return s.handlePending(ctx, t)
@@ -61,6 +71,33 @@ func (s *step) handleSubmitting(ctx context.Context, t target) (ctrl.Result, err
 		return ctrl.Result{RequeueAfter: time.Second}, nil
 	}
 	return s.lookup(ctx, t)
+}
+
+// stillMine confirms, from the API server rather than the cache, that the
+// NodeAction still waits for this attempt and is still this manager's
+// shard's, right before the call of an attempt that waited for its slot.
+// A NodeAction relabelled to another shard leaves this cache, but the cache
+// may learn it late; the shard it moved to sends this attempt again only
+// if the slot is further away than clockSkew + MaxRateWait (the "never
+// left" rule of handleSubmitting), which a confirmation made within
+// MaxRateWait of the slot excludes.
+func (s *step) stillMine(ctx context.Context) (bool, error) {
+	fresh := &v1alpha1.NodeAction{}
+	if err := s.r.APIReader.Get(ctx, client.ObjectKeyFromObject(s.na), fresh); err != nil {
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		return false, err
+	}
+	if fresh.UID != s.na.UID || fresh.Status.Phase != v1alpha1.PhaseSubmitting || fresh.Status.AttemptID != s.na.Status.AttemptID {
+		return false, nil
+	}
+	if s.r.Shard != nil && !s.r.Shard.Owns(fresh.Labels) {
+		s.log.Info("the NodeAction moved to another shard before its request slot; its new shard goes on from its status",
+			"attempt", s.na.Status.AttemptID, "shard", fresh.Labels[shard.Label])
+		return false, nil
+	}
+	return true, nil
 }
 
 // lookupWindow is when the lost attempt can have started at the provider:
@@ -211,7 +248,16 @@ func (s *step) unknown(t target, why string) {
 // too) to their names.
 func (s *step) claimedActions(ctx context.Context) (map[string]string, error) {
 	list := &v1alpha1.NodeActionList{}
-	if err := s.r.Client.List(ctx, list, client.MatchingFields{indexNodeID: s.na.Spec.NodeID}); err != nil {
+	var err error
+	if s.r.Shard != nil {
+		// The cache holds this shard's NodeActions only; an action another
+		// shard's NodeAction recorded is someone's too. Lookups are rare:
+		// ask the API server (a field selector on spec.nodeID).
+		err = s.r.APIReader.List(ctx, list, client.MatchingFields{fieldNodeID: s.na.Spec.NodeID})
+	} else {
+		err = s.r.Client.List(ctx, list, client.MatchingFields{indexNodeID: s.na.Spec.NodeID})
+	}
+	if err != nil {
 		return nil, err
 	}
 	claimed := map[string]string{}

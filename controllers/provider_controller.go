@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	ctrl "sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/nodeaction/nodeaction-operator/internal/drivercache"
 	"github.com/nodeaction/nodeaction-operator/internal/provider"
 	"github.com/nodeaction/nodeaction-operator/internal/provider/registry"
+	"github.com/nodeaction/nodeaction-operator/internal/shard"
 )
 
 // ProviderReconciler checks that a Provider's endpoint and credentials work
@@ -29,6 +31,10 @@ type ProviderReconciler struct {
 	Recorder recorder.EventRecorder
 	// ProbeInterval is how often credentials are checked again. Default 10m.
 	ProbeInterval time.Duration
+	// Shard, when set, limits the probes and status writes to its shard's
+	// Providers. The cache holds every Provider all the same: a NodeAction
+	// of any shard may name any Provider of its namespace.
+	Shard *shard.Shard
 }
 
 // +kubebuilder:rbac:groups=compute.nodeaction.dev,resources=providers,verbs=get;list;watch
@@ -47,6 +53,11 @@ func (r *ProviderReconciler) Reconcile(ctx context.Context, req ctrlruntime.Requ
 	}
 	if !p.DeletionTimestamp.IsZero() {
 		r.Drivers.Forget(req.NamespacedName)
+		return ctrlruntime.Result{}, nil
+	}
+	if r.Shard != nil && !r.Shard.Owns(p.Labels) {
+		// Another shard's (it was relabelled since this was queued): that
+		// shard probes it. The driver stays, for this shard's NodeActions.
 		return ctrlruntime.Result{}, nil
 	}
 	before := p.DeepCopy()
@@ -158,10 +169,20 @@ func setReady(p *v1alpha1.Provider, status metav1.ConditionStatus, reason, msg s
 // its spec or annotations change; Secret changes are seen at the next probe
 // (Secrets are not watched, so the operator never lists them; annotate the
 // Provider to probe at once).
+// With a Shard, only the shard's Providers are probed, and a Provider
+// relabelled into the shard is probed at once.
 func (r *ProviderReconciler) SetupWithManager(mgr ctrlruntime.Manager, opts controller.Options) error {
+	changed := predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{})
+	if r.Shard != nil {
+		owns := predicate.NewPredicateFuncs(func(o ctrl.Object) bool { return r.Shard.Owns(o.GetLabels()) })
+		entered := predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+			return !r.Shard.Owns(e.ObjectOld.GetLabels()) && r.Shard.Owns(e.ObjectNew.GetLabels())
+		}}
+		changed = predicate.And(owns, predicate.Or(changed, entered))
+	}
 	return ctrlruntime.NewControllerManagedBy(mgr).
 		WithOptions(opts).
-		For(&v1alpha1.Provider{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		For(&v1alpha1.Provider{}, builder.WithPredicates(changed)).
 		Named("provider").
 		Complete(r)
 }

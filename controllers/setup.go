@@ -32,6 +32,11 @@ const (
 	indexKubeNode = "status.node.name"
 )
 
+// fieldNodeID is the field selector the API server serves on NodeActions
+// (the CRD's selectableFields), for the reads a sharded manager makes
+// around its cache.
+const fieldNodeID = "spec.nodeID"
+
 func providerNodeKey(na *v1alpha1.NodeAction) string {
 	return na.Spec.ProviderRef.Name + "/" + na.Spec.NodeID
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/nodeaction/nodeaction-operator/api/v1alpha1"
 	"github.com/nodeaction/nodeaction-operator/internal/drivercache"
 	"github.com/nodeaction/nodeaction-operator/internal/fakecloud"
+	"github.com/nodeaction/nodeaction-operator/internal/shard"
 )
 
 // The suite runs against a real kube-apiserver and etcd (envtest, binaries
@@ -129,9 +130,23 @@ type running struct {
 // their state, for tests that look into it.
 func startManagerWith(t *testing.T, ns string) running {
 	t.Helper()
+	return startShardManager(t, ns, nil)
+}
+
+// startShardManager runs the controllers like main.go with --shard (sh:
+// its cache holds the shard's NodeActions, its Providers are probed, its
+// provider calls carry the shard in their User-Agent); nil sh runs them
+// as startManagerWith does.
+func startShardManager(t *testing.T, ns string, sh *shard.Shard) running {
+	t.Helper()
 	cacheOpts := cache.Options{DefaultTransform: cache.TransformStripManagedFields()}
 	if ns != "" {
 		cacheOpts.DefaultNamespaces = map[string]cache.Config{ns: {}}
+	}
+	userAgent := "nodeaction-operator"
+	if sh != nil {
+		cacheOpts.ByObject = sh.CacheByObject()
+		userAgent = sh.UserAgent(userAgent)
 	}
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                 testScheme,
@@ -142,13 +157,15 @@ func startManagerWith(t *testing.T, ns string) running {
 	if err != nil {
 		t.Fatal(err)
 	}
-	drivers := drivercache.New(mgr.GetAPIReader(), drivercache.Options{RequestTimeout: testRequestTimeout, MaxRateWait: 200 * time.Millisecond})
+	drivers := drivercache.New(mgr.GetAPIReader(), drivercache.Options{RequestTimeout: testRequestTimeout, MaxRateWait: 200 * time.Millisecond,
+		UserAgent: userAgent})
 	opts := controller.Options{SkipNameValidation: ptr.To(true), MaxConcurrentReconciles: 4}
-	if err := (&ProviderReconciler{Client: mgr.GetClient(), Drivers: drivers, Recorder: mgr.GetEventRecorder("nodeaction-operator")}).SetupWithManager(mgr, opts); err != nil {
+	if err := (&ProviderReconciler{Client: mgr.GetClient(), Drivers: drivers, Recorder: mgr.GetEventRecorder("nodeaction-operator"),
+		Shard: sh}).SetupWithManager(mgr, opts); err != nil {
 		t.Fatal(err)
 	}
 	nar := &NodeActionReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Drivers: drivers,
-		Recorder: mgr.GetEventRecorder("nodeaction-operator"), Kube: kubernetes.NewForConfigOrDie(restConfig), Nodes: true}
+		Recorder: mgr.GetEventRecorder("nodeaction-operator"), Kube: kubernetes.NewForConfigOrDie(restConfig), Nodes: true, Shard: sh}
 	if err := nar.SetupWithManager(mgr, opts); err != nil {
 		t.Fatal(err)
 	}

@@ -77,3 +77,8 @@ const (
 	// manager sets no spec.providerID the operator can read.
 	AnnotationVM = "compute.nodeaction.dev/vm"
 )
+
+// LabelShard, on a NodeAction or a Provider, names the manager shard that
+// reconciles it (a manager started with --shard=<value>). Objects without
+// it belong to the manager started without --shard. docs/sharding.md.
+const LabelShard = "compute.nodeaction.dev/shard"

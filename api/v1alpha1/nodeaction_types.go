@@ -479,6 +479,7 @@ type NodeActionStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:categories=nodeaction-operator,shortName=na
+// +kubebuilder:selectablefield:JSONPath=`.spec.nodeID`
 // +kubebuilder:printcolumn:name="Provider",type=string,JSONPath=`.spec.providerRef.name`
 // +kubebuilder:printcolumn:name="Node",type=string,JSONPath=`.spec.nodeID`
 // +kubebuilder:printcolumn:name="Action",type=string,JSONPath=`.spec.action`

@@ -99,7 +99,7 @@ func main() {
 	fleet := flags.Int("fleet", 1000, "concurrent DigitalOcean actions in the rate-limit run")
 	fleetDuration := flags.Duration("fleet-duration", 30*time.Second, "how long each action of the rate-limit run lasts")
 	budget := flags.Int("budget", 250, "provider requests per minute fakecloud allows in the rate-limit run")
-	only := flags.String("only", "", "comma-separated rows to run: ceiling,throughput,polls,scale,fleet (default all)")
+	only := flags.String("only", "", "comma-separated rows to run: ceiling,throughput,polls,scale,fleet,shards (default all)")
 	flags.IntVar(&workers, "workers", 16, "concurrent creates")
 	manager := flags.String("manager", "bin/manager", "manager binary")
 	concurrency := flags.Int("max-concurrent-reconciles", 0, "passed to the manager (0: its default)")
@@ -180,6 +180,9 @@ func main() {
 	}
 	if want("fleet") {
 		rows = append(rows, fleetRun(*manager, *fleet, *fleetDuration, *budget)...)
+	}
+	if want("shards") {
+		rows = append(rows, shardRun(*manager, *n)...)
 	}
 	table := render(rows)
 	fmt.Println()
@@ -821,5 +824,66 @@ func fleetRun(bin string, n int, d time.Duration, budget int) []row {
 		{"total time against the budget's lower bound", fmt.Sprintf("%s vs %s (%.2fx)", elapsed.Round(time.Second), lower.Round(time.Second), elapsed.Seconds()/lower.Seconds()), "-", nil},
 		{"API status writes per action, same run (intent, answer, end)", fmt.Sprintf("%.2f avg, %d max", avgWrites, maxWrites), "≤ 3", yes(maxWrites <= 3)},
 		{"API events per action, same run", fmt.Sprintf("%.2f", eventsPerAction), "-", nil},
+	}
+}
+
+// shardRun: the same n instant DigitalOcean actions, created while the
+// managers run, served once by one manager and once by two shards (the
+// unsharded manager and --shard=b, half of the NodeActions labelled b),
+// against the same apiserver. The ratio is two shards' rate over one's.
+func shardRun(bin string, n int) []row {
+	run := func(shards bool, base int) (float64, int) {
+		ns := namespace("shards")
+		provider(ns, 100_000) // the provider is not what is measured here
+		for i := 0; i < n; i++ {
+			cloud.AddVM(fakecloud.VM{ID: strconv.Itoa(base + i)})
+		}
+		m := startManager(bin, "--watch-namespace="+ns)
+		defer m.stop()
+		if shards {
+			b := startManager(bin, "--watch-namespace="+ns, "--shard=b")
+			defer b.stop()
+		}
+		time.Sleep(2 * time.Second) // managers up, caches synced
+		tr := track(ns)
+		defer tr.close()
+		before := len(cloud.Log())
+		start := time.Now()
+		parallel(n, func(i int) {
+			na := nodeAction(ns, fmt.Sprintf("na-%d", i), strconv.Itoa(base+i), "reboot")
+			if shards && i%2 == 1 {
+				na.Labels = map[string]string{v1alpha1.LabelShard: "b"}
+			}
+			createWithRetry(na)
+		})
+		must(tr.waitDone(n, 10*time.Minute))
+		tr.mu.Lock()
+		var last time.Time
+		for _, t := range tr.readyAt {
+			if t.After(last) {
+				last = t
+			}
+		}
+		ready := len(tr.readyAt)
+		tr.mu.Unlock()
+		posts := 0
+		for _, r := range cloud.Log()[before:] {
+			if r.ActionCall {
+				posts++
+			}
+		}
+		rate := float64(ready) / last.Sub(start).Seconds()
+		fmt.Printf("shards: %d NodeActions, %s: Ready in %s: %.0f/s, %d action calls\n", n,
+			map[bool]string{false: "one manager", true: "two shards"}[shards], last.Sub(start).Round(time.Millisecond), rate, posts)
+		return rate, posts
+	}
+	one, postsOne := run(false, 500000)
+	two, postsTwo := run(true, 600000)
+	return []row{
+		{fmt.Sprintf("sharding: %d instant DigitalOcean actions, create → Ready, one manager", n), fmt.Sprintf("%.0f/s", one), "-", nil},
+		{fmt.Sprintf("sharding: the same %d, two shards (unsharded + --shard=b, half each)", n),
+			fmt.Sprintf("%.0f/s = %.2fx one manager", two, two/one), "-", nil},
+		{"sharding: provider action calls per action (one manager, two shards)",
+			fmt.Sprintf("%.2f, %.2f", float64(postsOne)/float64(n), float64(postsTwo)/float64(n)), "exactly 1", yes(postsOne == n && postsTwo == n)},
 	}
 }

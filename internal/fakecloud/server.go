@@ -33,6 +33,8 @@ type Request struct {
 	Handled bool `json:"handled,omitempty"`
 	// VMID the call was about, when it named one.
 	VMID string `json:"vmID,omitempty"`
+	// UserAgent the client sent (it tells which operator shard called).
+	UserAgent string `json:"userAgent,omitempty"`
 	// Proxy is "before-forwarding" when a proxy error answered and the API
 	// never saw the request, "after-forwarding" when the API handled it
 	// and the proxy lost the answer.
@@ -136,7 +138,7 @@ type call struct {
 // exchange with every choice made.
 func (c *Cloud) serve(w http.ResponseWriter, r *http.Request, k call, handle func(d *draw) reply) {
 	entry := Request{Time: c.now().UTC(), Skin: k.skin, Method: r.Method, Path: r.URL.EscapedPath(),
-		Query: r.URL.RawQuery, ActionCall: k.action, VMID: k.vmID}
+		Query: r.URL.RawQuery, ActionCall: k.action, VMID: k.vmID, UserAgent: r.UserAgent()}
 	c.mu.Lock()
 	f := c.matchFaultLocked(k.skin, r, k.action)
 	d := c.newDrawLocked(k.skin, r, k.action)
