@@ -48,7 +48,8 @@ func (s *step) handleRunning(ctx context.Context, t target) (ctrl.Result, error)
 		progress(na, v1alpha1.PhaseRunning, reasonFor(pe.Class), fmt.Sprintf("reading the action's status failed (%s); trying again", describeError(pe)))
 		return s.bound(ctrl.Result{RequeueAfter: wait}), nil
 	}
-	if as.Progress != "" {
+	progressed := as.Progress != "" && as.Progress != st.ProviderProgress
+	if progressed {
 		st.ProviderProgress = as.Progress
 	}
 	switch as.State {
@@ -67,7 +68,12 @@ func (s *step) handleRunning(ctx context.Context, t target) (ctrl.Result, error)
 			return s.startWaitForNode(t, outcome{succeeded: true, reason: v1alpha1.ReasonAcceptedUnverified, message: as.Message}), nil
 		}
 	}
-	progress(na, v1alpha1.PhaseRunning, reasonFor(as.Class), as.Message)
+	// Still under way as last recorded: the provider's new wording of the
+	// same state is not worth a status write (a fleet's writes are the API
+	// server's scarce resource: intent, answer, end).
+	if progressed || na.Status.Phase != v1alpha1.PhaseRunning || readyReason(na) != reasonFor(as.Class) {
+		progress(na, v1alpha1.PhaseRunning, reasonFor(as.Class), as.Message)
+	}
 	if as.Watch {
 		return s.bound(ctrl.Result{RequeueAfter: s.schedulePollAt(t, s.pollBase(t))}), nil
 	}

@@ -390,6 +390,9 @@ func (p *process) metric(name string, labels ...string) (float64, bool) {
 type tracker struct {
 	mu      sync.Mutex
 	writes  map[string]int
+	// trail is each NodeAction's phase/reason after each write, to say
+	// what a write more than expected was for.
+	trail map[string][]string
 	readyAt map[string]time.Time
 	done    map[string]bool
 	// firstWrite is when the first status write was seen.
@@ -399,7 +402,7 @@ type tracker struct {
 }
 
 func track(ns string) *tracker {
-	t := &tracker{writes: map[string]int{}, readyAt: map[string]time.Time{}, done: map[string]bool{}, stop: make(chan struct{})}
+	t := &tracker{writes: map[string]int{}, trail: map[string][]string{}, readyAt: map[string]time.Time{}, done: map[string]bool{}, stop: make(chan struct{})}
 	w, err := kube.Watch(context.Background(), &v1alpha1.NodeActionList{}, client.InNamespace(ns))
 	must(err)
 	go func() {
@@ -440,6 +443,11 @@ func (t *tracker) observe(typ watch.EventType, na *v1alpha1.NodeAction) {
 	defer t.mu.Unlock()
 	if typ == watch.Modified {
 		t.writes[na.Name]++
+		reason := ""
+		if c := apimeta.FindStatusCondition(na.Status.Conditions, v1alpha1.ConditionReady); c != nil {
+			reason = c.Reason
+		}
+		t.trail[na.Name] = append(t.trail[na.Name], string(na.Status.Phase)+"/"+reason)
 		if t.firstWrite.IsZero() {
 			t.firstWrite = now
 		}
@@ -808,11 +816,18 @@ func fleetRun(bin string, n int, d time.Duration, budget int) []row {
 	perAction := float64(requests) / float64(n)
 	tr.mu.Lock()
 	writes, maxWrites := 0, 0
-	for _, w := range tr.writes {
+	trails := map[string]int{}
+	for name, w := range tr.writes {
 		writes += w
 		maxWrites = max(maxWrites, w)
+		if w > 3 {
+			trails[strings.Join(tr.trail[name], " → ")]++
+		}
 	}
 	tr.mu.Unlock()
+	for trail, count := range trails {
+		fmt.Printf("fleet: %d actions wrote more than 3 times: %s\n", count, trail)
+	}
 	evs := &eventsv1.EventList{}
 	must(kube.List(context.Background(), evs, client.InNamespace(ns)))
 	avgWrites, eventsPerAction := float64(writes)/float64(n), float64(len(evs.Items))/float64(n)
