@@ -106,16 +106,21 @@ func (s *step) submit(ctx context.Context, t target) (ctrl.Result, error) {
 	}
 	if later {
 		s.r.tickets.Store(client.ObjectKeyFromObject(na), heldTicket{attemptID: st.AttemptID, ticket: ticket})
-		return s.bound(ctrl.Result{RequeueAfter: wait}), nil
+		return s.bound(ctrl.Result{RequeueAfter: max(wait-wakeEarly, 10*time.Millisecond)}), nil
 	}
 	return s.send(ctx, t, ticket)
 }
 
 // submitSlack is how late after its slot a recorded attempt may still
-// leave: a busy work queue wakes an attempt a little after its time, and a
-// wake-up past the window costs a new attempt (another intent written).
-// The price is a later lookup when an answer is lost.
-const submitSlack = 5 * time.Second
+// leave. Kept short: a request that leaves late bunches with the ones on
+// time after it, and the provider's own window counts them together.
+const submitSlack = time.Second
+
+// wakeEarly is how long before its slot a recorded attempt's reconcile is
+// queued: a busy work queue wakes it a little late, and past submitSlack
+// that costs a new attempt (another intent written). The send waits out
+// the rest of the slot itself.
+const wakeEarly = time.Second
 
 // heldTicket is a request slot kept in memory for an attempt recorded
 // before its slot came.

@@ -30,8 +30,8 @@ func (s *step) handleSubmitting(ctx context.Context, t target) (ctrl.Result, err
 	key := client.ObjectKeyFromObject(na)
 	if v, ok := s.r.tickets.Load(key); ok && v.(heldTicket).attemptID == st.AttemptID {
 		held := v.(heldTicket)
-		if wait := held.ticket.At.Sub(s.now); wait > s.r.Drivers.MaxRateWait() {
-			return s.bound(ctrl.Result{RequeueAfter: wait}), nil
+		if wait := held.ticket.At.Sub(s.now); wait > max(s.r.Drivers.MaxRateWait(), wakeEarly) {
+			return s.bound(ctrl.Result{RequeueAfter: wait - wakeEarly}), nil
 		}
 		s.r.tickets.Delete(key)
 		if s.now.Add(s.r.Drivers.RequestTimeout()).After(s.submitDeadline()) {
