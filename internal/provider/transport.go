@@ -134,6 +134,10 @@ func (t *Ticket) Cancel() {
 
 type ticketKey struct{}
 
+// ticketBlockWait is the longest provider block a ticketed submission
+// waits out rather than giving its slot up.
+const ticketBlockWait = 2 * time.Second
+
 // WithTicket makes the requests of one submission use its reserved slot:
 // the first waits for the slot's time and takes it; any further request of
 // the same submission (Senlin authenticates before its POST) is charged to
@@ -146,7 +150,17 @@ func WithTicket(ctx context.Context, t *Ticket) context.Context {
 // must not (a provider's Retry-After arrived since the slot was taken).
 func (t *Ticket) admit(ctx context.Context, now time.Time) (time.Duration, error) {
 	if blocked := t.gate.blocked(now); blocked > 0 {
-		return blocked, nil
+		// A short block (a provider window about to reset) is waited out
+		// within the attempt's recorded window: refusing would send the
+		// attempt back to take a new slot, another intent written.
+		deadline, ok := ctx.Deadline()
+		if blocked > ticketBlockWait || !ok || now.Add(blocked+time.Second).After(deadline) {
+			return blocked, nil
+		}
+		if err := sleep(ctx, blocked); err != nil {
+			return 0, err
+		}
+		now = now.Add(blocked)
 	}
 	if t.used.CompareAndSwap(false, true) {
 		return 0, sleep(ctx, t.At.Sub(now))
@@ -306,6 +320,10 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if resp.StatusCode == http.StatusTooManyRequests && t.gate != nil {
 		t.gate.Block(time.Now().Add(RetryAfter(resp.Header, time.Now())))
+	} else if t.gate != nil {
+		if until, ok := budgetSpent(resp.Header, time.Now()); ok {
+			t.gate.Block(until)
+		}
 	}
 	// The timeout covers reading the body too; it ends when the body is closed.
 	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
@@ -355,6 +373,30 @@ func TransportError(err error, sent bool) *Error {
 		return &Error{Kind: Retryable, Class: Unavailable, NotSent: true, Message: "request not sent: " + msg, Err: err}
 	}
 	return &Error{Kind: Ambiguous, Class: Unavailable, Message: "request sent but no answer: " + msg, Err: err}
+}
+
+// budgetLow is how many requests of the provider's window the gate leaves
+// unspent: requests already admitted may still be on their way.
+const budgetLow = 2
+
+// budgetSpent reads the budget a provider reports with every answer
+// (DigitalOcean's ratelimit-remaining and ratelimit-reset, a Unix time):
+// when the window is as good as spent, requests wait for its reset rather
+// than draw a 429.
+func budgetSpent(h http.Header, now time.Time) (time.Time, bool) {
+	remaining, err := strconv.Atoi(h.Get("Ratelimit-Remaining"))
+	if err != nil || remaining > budgetLow {
+		return time.Time{}, false
+	}
+	reset, err := strconv.ParseInt(h.Get("Ratelimit-Reset"), 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	until := time.Unix(reset, 0)
+	if !until.After(now) || until.Sub(now) > time.Hour {
+		return time.Time{}, false
+	}
+	return until, true
 }
 
 // RetryAfter reads how long a provider asked us to wait: Retry-After

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -90,6 +91,33 @@ func TestProvider429BlocksTheGate(t *testing.T) {
 	pe := AsError(err)
 	if pe.Class != "RateLimited" || pe.RetryAfter < 29*time.Second {
 		t.Fatalf("after a 429 with Retry-After 30 the next request should be held back ~30s, got %+v", pe)
+	}
+	if calls != 1 {
+		t.Fatalf("%d calls reached the provider, want 1", calls)
+	}
+}
+
+// The provider's own count (ratelimit-remaining, ratelimit-reset) holds
+// requests back before its window is spent: no 429 is drawn.
+func TestSpentBudgetBlocksTheGateBeforeA429(t *testing.T) {
+	calls := 0
+	reset := time.Now().Add(30 * time.Second)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls++
+		w.Header().Set("Ratelimit-Limit", "250")
+		w.Header().Set("Ratelimit-Remaining", strconv.Itoa(max(3-calls, 0)))
+		w.Header().Set("Ratelimit-Reset", strconv.FormatInt(reset.Unix(), 10))
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer srv.Close()
+	c, _ := NewHTTPClient(ClientOptions{Gate: NewGate(6000, 100), MaxWait: time.Millisecond, Timeout: time.Second})
+	// Remaining 2 after the first answer: the window is as good as spent.
+	if _, err := Send(context.Background(), c, http.MethodGet, srv.URL, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Send(context.Background(), c, http.MethodGet, srv.URL, nil, nil)
+	if pe := AsError(err); pe == nil || pe.Class != "RateLimited" || !pe.NotSent || pe.RetryAfter < 28*time.Second {
+		t.Fatalf("with 2 requests left until the reset, the next request should wait for it, got %+v", pe)
 	}
 	if calls != 1 {
 		t.Fatalf("%d calls reached the provider, want 1", calls)
