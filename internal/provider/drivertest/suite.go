@@ -389,6 +389,9 @@ func (h Harness) testProviderFailure(t *testing.T) {
 			if st, err = status(e.driver, sub); err != nil {
 				t.Fatalf("Status: %v", err)
 			}
+			if st.Progress != "" {
+				sub.Progress = st.Progress // kept as the operator keeps it
+			}
 		}
 	}
 	if st.State != provider.StateFailed || st.Class != provider.ActionFailed {
