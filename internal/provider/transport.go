@@ -392,7 +392,9 @@ func budgetSpent(h http.Header, now time.Time) (time.Time, bool) {
 	if err != nil {
 		return time.Time{}, false
 	}
-	until := time.Unix(reset, 0)
+	// Whole seconds: the window may end up to a second after the time
+	// given, and a request in that second draws the 429.
+	until := time.Unix(reset+1, 0)
 	if !until.After(now) || until.Sub(now) > time.Hour {
 		return time.Time{}, false
 	}
