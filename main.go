@@ -1,5 +1,5 @@
-// Command manager runs nodeaction-operator: the Provider and NodeAction
-// controllers.
+// Command manager runs nodeaction-operator: the Provider, NodeAction and
+// NodeActionSet controllers.
 package main
 
 import (
@@ -59,7 +59,7 @@ func main() {
 	flag.DurationVar(&retryPeriod, "leader-elect-retry-period", 2*time.Second, "How often leader election is attempted.")
 	flag.StringVar(&watchNamespace, "watch-namespace", "",
 		"Only watch this namespace (default: all namespaces).")
-	flag.IntVar(&concurrency, "max-concurrent-reconciles", 16, "NodeActions reconciled in parallel. Workers mostly wait on the API server, so more than the cores is right.")
+	flag.IntVar(&concurrency, "max-concurrent-reconciles", 16, "NodeActions (and NodeActionSets) reconciled in parallel. Workers mostly wait on the API server, so more than the cores is right.")
 	flag.DurationVar(&requestTimeout, "provider-request-timeout", 30*time.Second,
 		"Timeout of one provider API request. A submission whose answer is lost is looked up only after this.")
 	flag.DurationVar(&probeInterval, "provider-probe-interval", 10*time.Minute, "How often Provider credentials are checked again.")
@@ -68,7 +68,7 @@ func main() {
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "Usage: %s [flags]\n\nRuns the nodeaction-operator controllers (Provider, NodeAction).\n\nFlags:\n", os.Args[0])
+		fmt.Fprintf(flag.CommandLine.Output(), "Usage: %s [flags]\n\nRuns the nodeaction-operator controllers (Provider, NodeAction, NodeActionSet).\n\nFlags:\n", os.Args[0])
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -123,6 +123,12 @@ func main() {
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Drivers: drivers, Recorder: mgr.GetEventRecorder("nodeaction-operator"),
 	}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: concurrency}); err != nil {
 		log.Error(err, "unable to set up the NodeAction controller")
+		os.Exit(1)
+	}
+	if err := (&controllers.NodeActionSetReconciler{
+		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("nodeaction-operator"),
+	}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: concurrency}); err != nil {
+		log.Error(err, "unable to set up the NodeActionSet controller")
 		os.Exit(1)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

@@ -151,6 +151,9 @@ func startManagerWith(t *testing.T, ns string) running {
 	if err := nar.SetupWithManager(mgr, opts); err != nil {
 		t.Fatal(err)
 	}
+	if err := (&NodeActionSetReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("nodeaction-operator")}).SetupWithManager(mgr, opts); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

@@ -52,6 +52,20 @@ const (
 	ReasonBackoffLimitExceeded = "BackoffLimitExceeded"
 	ReasonSubmissionUnknown    = "SubmissionUnknown"
 
+	// NodeActionSet only. A set that finished with every member succeeded
+	// is Ready=True with reason Completed.
+	ReasonRolling               = "Rolling"
+	ReasonPaused                = "Paused"
+	ReasonOutsideWindow         = "OutsideWindow"
+	ReasonFailureBudgetExceeded = "FailureBudgetExceeded"
+	ReasonMembersFailed         = "MembersFailed"
+	ReasonMembersRemoved        = "MembersRemoved"
+	ReasonUnmappedNodes         = "UnmappedNodes"
+	ReasonNoTargets             = "NoTargets"
+	ReasonInvalidWindow         = "InvalidWindow"
+	ReasonMemberNameCollision   = "MemberNameCollision"
+	ReasonMemberRefused         = "MemberRefused"
+
 	// Provider only.
 	ReasonProbeSucceeded      = "ProbeSucceeded"
 	ReasonSecretNotFound      = "SecretNotFound"
@@ -70,4 +84,16 @@ const (
 	// "<Provider name>/<nodeID>", for providers whose cloud controller
 	// manager sets no spec.providerID the operator can read.
 	AnnotationVM = "compute.nodeaction.dev/vm"
+)
+
+// Labels and finalizers the operator puts on the NodeActions a
+// NodeActionSet creates.
+const (
+	// LabelNodeActionSet names the NodeActionSet a member belongs to.
+	LabelNodeActionSet = "compute.nodeaction.dev/nodeactionset"
+
+	// FinalizerNodeActionSet holds a member's deletion until its set has
+	// recorded it, so that a member deleted mid-run is never started again
+	// in that run (its action may have happened).
+	FinalizerNodeActionSet = "compute.nodeaction.dev/nodeactionset"
 )
