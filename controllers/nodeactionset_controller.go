@@ -38,6 +38,7 @@ type NodeActionSetReconciler struct {
 	Clock clock.PassiveClock
 
 	expectations memberExpectations
+	claims       vmClaims
 }
 
 // +kubebuilder:rbac:groups=compute.nodeaction.dev,resources=nodeactionsets,verbs=get;list;watch

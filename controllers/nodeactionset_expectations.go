@@ -68,3 +68,55 @@ func (e *memberExpectations) forget(set types.UID) {
 	defer e.mu.Unlock()
 	delete(e.sets, set)
 }
+
+// vmClaims are the VMs sets of this manager have just started a member on,
+// shared by every set, so two sets reconciled at the same moment never
+// both start a member on one VM before the cache shows either. A claim
+// lasts until its set sees the member's run end, or expectationTTL.
+type vmClaims struct {
+	mu     sync.Mutex
+	claims map[string]vmClaim // by namespace/provider/nodeID
+}
+
+type vmClaim struct {
+	member string
+	at     time.Time
+}
+
+func claimKey(namespace, provider, nodeID string) string {
+	return namespace + "/" + provider + "/" + nodeID
+}
+
+// claim gives the VM to member unless another member holds it; it returns
+// the holder when it does not.
+func (c *vmClaims) claim(key, member string, now time.Time) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.claims == nil {
+		c.claims = map[string]vmClaim{}
+	}
+	if x, ok := c.claims[key]; ok && x.member != member && now.Sub(x.at) <= expectationTTL {
+		return x.member, false
+	}
+	c.claims[key] = vmClaim{member: member, at: now}
+	return "", true
+}
+
+// holder is the member holding the VM, if any.
+func (c *vmClaims) holder(key string, now time.Time) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if x, ok := c.claims[key]; ok && now.Sub(x.at) <= expectationTTL {
+		return x.member
+	}
+	return ""
+}
+
+// drop releases member's claim on the VM.
+func (c *vmClaims) drop(key, member string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if x, ok := c.claims[key]; ok && x.member == member {
+		delete(c.claims, key)
+	}
+}

@@ -71,6 +71,9 @@ type planInput struct {
 	removed map[string]v1alpha1.RemovedMember
 	// expected are members started (name → run) the cache does not show yet.
 	expected map[string]string
+	// claimedBy says which member of any set this manager just started on
+	// a VM ("" when none).
+	claimedBy func(nodeID string) string
 	now      time.Time
 }
 
@@ -195,6 +198,8 @@ func classify(in planInput, t setTarget, name string, busy, taken map[string]str
 			v.blockedBy = fmt.Sprintf("the name %s is taken by a NodeAction this set does not own", name)
 		case busy[t.nodeID] != "":
 			v.blockedBy = fmt.Sprintf("NodeAction %s is unfinished on VM %s", busy[t.nodeID], t.nodeID)
+		case claimed(in, t.nodeID, name) != "":
+			v.blockedBy = fmt.Sprintf("NodeAction %s was just started on VM %s", claimed(in, t.nodeID, name), t.nodeID)
 		}
 		return v
 	}
@@ -212,6 +217,8 @@ func classify(in planInput, t setTarget, name string, busy, taken map[string]str
 		v.blockedBy = fmt.Sprintf("member %s is being deleted", name)
 	case busy[t.nodeID] != "":
 		v.blockedBy = fmt.Sprintf("NodeAction %s is unfinished on VM %s", busy[t.nodeID], t.nodeID)
+	case claimed(in, t.nodeID, name) != "":
+		v.blockedBy = fmt.Sprintf("NodeAction %s was just started on VM %s", claimed(in, t.nodeID, name), t.nodeID)
 	default:
 		v.existing = m
 	}
@@ -221,6 +228,18 @@ func classify(in planInput, t setTarget, name string, busy, taken map[string]str
 		}
 	}
 	return v
+}
+
+// claimed is the member of another set this manager just started on the
+// VM, or "".
+func claimed(in planInput, nodeID, self string) string {
+	if in.claimedBy == nil {
+		return ""
+	}
+	if h := in.claimedBy(nodeID); h != self {
+		return h
+	}
+	return ""
 }
 
 // finishedAt is when a member's run ended on the operator's clock: the

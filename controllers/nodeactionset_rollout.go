@@ -82,9 +82,13 @@ func (ro *rollout) reconcile(ctx context.Context) (ctrl.Result, error) {
 		if m.Spec.RunID == run {
 			ro.r.expectations.observed(set.UID, name)
 		}
+		if finishedRun(m) || !m.DeletionTimestamp.IsZero() {
+			ro.r.claims.drop(ro.claimKey(m.Spec.NodeID), name)
+		}
 	}
 	in := planInput{set: set, run: run, members: members, others: others, removed: removed,
-		expected: ro.r.expectations.pending(set.UID, ro.now), now: ro.now}
+		expected: ro.r.expectations.pending(set.UID, ro.now), now: ro.now,
+		claimedBy: func(nodeID string) string { return ro.r.claims.holder(ro.claimKey(nodeID), ro.now) }}
 
 	var g gates
 	ws, err := window.Parse(set.Spec.Windows, ro.now)
@@ -141,6 +145,11 @@ func startedOnly(in planInput, ts []setTarget) []setTarget {
 		}
 	}
 	return out
+}
+
+// claimKey names a VM of this set's Provider.
+func (ro *rollout) claimKey(nodeID string) string {
+	return claimKey(ro.set.Namespace, ro.set.Spec.ProviderRef.Name, nodeID)
 }
 
 // gates are what may hold new starts back.
@@ -273,6 +282,13 @@ func (ro *rollout) start(ctx context.Context, pl *rolloutPlan) (int, string, err
 			continue
 		}
 		run := set.Status.RunID
+		key := ro.claimKey(v.target.nodeID)
+		if holder, ok := ro.r.claims.claim(key, v.member, ro.now); !ok {
+			// Another set took the VM since this reconcile read the cache.
+			v.blockedBy = fmt.Sprintf("NodeAction %s was just started on VM %s", holder, v.target.nodeID)
+			pl.blocked++
+			continue
+		}
 		var err error
 		if v.existing == nil {
 			err = ro.r.Client.Create(ctx, memberFor(set, v.target, run))
@@ -281,6 +297,9 @@ func (ro *rollout) start(ctx context.Context, pl *rolloutPlan) (int, string, err
 			before := m.DeepCopy()
 			m.Spec.RunID = run
 			err = ro.r.Client.Patch(ctx, m, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+		}
+		if err != nil {
+			ro.r.claims.drop(key, v.member)
 		}
 		switch {
 		case apierrors.IsAlreadyExists(err) || apierrors.IsConflict(err):

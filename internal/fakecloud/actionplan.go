@@ -51,6 +51,6 @@ func (c *Cloud) addLookAlikeLocked(skin string, vm *VM, typ string, params map[s
 	}
 	before := duplicateMinBefore + d.upTo(duplicateMaxBefore-duplicateMinBefore)
 	dup := c.newActionLocked(skin, vm.ID, typ, params, now.Add(-before))
-	dup.State, dup.CompletedAt = ActionCompleted, dup.StartedAt.Add(time.Second)
+	dup.State, dup.CompletedAt, dup.LookAlike = ActionCompleted, dup.StartedAt.Add(time.Second), true
 	d.note("look-alike: a completed %s (action %d) on VM %s, started %s before this one", typ, dup.ID, vm.ID, before.Round(time.Millisecond))
 }

@@ -111,6 +111,9 @@ type Action struct {
 	ShownAt time.Time
 	// ListedAt is when action lists start to show it.
 	ListedAt time.Time
+	// LookAlike marks an action the adversary planted in the history,
+	// which no request started.
+	LookAlike bool
 
 	duration time.Duration
 	// readyShare is the share of its run a Senlin action spends READY.
