@@ -74,7 +74,7 @@ type planInput struct {
 	// claimedBy says which member of any set this manager just started on
 	// a VM ("" when none).
 	claimedBy func(nodeID string) string
-	now      time.Time
+	now       time.Time
 }
 
 // rolloutPlan is the run as it stands.

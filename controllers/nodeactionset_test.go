@@ -94,7 +94,9 @@ func expectPeak(t *testing.T, ids []string, limit, atLeast int) {
 func expectNoActionCalls(t *testing.T, ids []string, window time.Duration, why string) {
 	t.Helper()
 	is := inIDs(ids)
-	count := func() int { return cloud.CountRequests(func(r fakecloud.Request) bool { return r.ActionCall && is(r.VMID) }) }
+	count := func() int {
+		return cloud.CountRequests(func(r fakecloud.Request) bool { return r.ActionCall && is(r.VMID) })
+	}
 	before := count()
 	deadline := time.Now().Add(window)
 	for time.Now().Before(deadline) {
