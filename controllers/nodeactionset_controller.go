@@ -84,13 +84,14 @@ func (r *NodeActionSetReconciler) now() time.Time {
 	return r.Clock.Now()
 }
 
-// SetupWithManager watches sets (spec changes and deletion) and
-// NodeActions: a member's progress moves its set; another NodeAction
-// ending may free a VM a set waits for.
+// SetupWithManager watches sets (spec changes and deletion), NodeActions
+// (a member's progress moves its set; another NodeAction ending may free a
+// VM a set waits for) and Providers (a set waits for its Provider).
 func (r *NodeActionSetReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.NodeActionSet{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&v1alpha1.NodeAction{}, handler.EnqueueRequestsFromMapFunc(r.setsFor), builder.WithPredicates(nodeActionMoved())).
+		Watches(&v1alpha1.Provider{}, handler.EnqueueRequestsFromMapFunc(r.setsOfProvider), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WithOptions(opts).
 		Named("nodeactionset").
 		Complete(r)
@@ -109,6 +110,21 @@ func (r *NodeActionSetReconciler) setsFor(ctx context.Context, o client.Object) 
 	out := make([]reconcile.Request, 0, len(sets.Items))
 	for i := range sets.Items {
 		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&sets.Items[i])})
+	}
+	return out
+}
+
+// setsOfProvider maps a Provider to the sets of its namespace that use it.
+func (r *NodeActionSetReconciler) setsOfProvider(ctx context.Context, o client.Object) []reconcile.Request {
+	sets := &v1alpha1.NodeActionSetList{}
+	if err := r.Client.List(ctx, sets, client.InNamespace(o.GetNamespace()), client.UnsafeDisableDeepCopy); err != nil {
+		return nil
+	}
+	var out []reconcile.Request
+	for i := range sets.Items {
+		if sets.Items[i].Spec.ProviderRef.Name == o.GetName() {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&sets.Items[i])})
+		}
 	}
 	return out
 }

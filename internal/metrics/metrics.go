@@ -71,9 +71,13 @@ var (
 	}, []string{"namespace", "nodeactionset"})
 )
 
+// Collectors are every metric the operator exports (the tests that check
+// the docs, alerts and dashboard against them read this list).
+var Collectors = []prometheus.Collector{ActionsTotal, ActionDuration, ProviderRequests, ProviderRequestDuration, RateLimitWait, InFlight,
+	SetMembers, SetStarts, SetHalted}
+
 func init() {
-	crmetrics.Registry.MustRegister(ActionsTotal, ActionDuration, ProviderRequests, ProviderRequestDuration, RateLimitWait, InFlight,
-		SetMembers, SetStarts, SetHalted)
+	crmetrics.Registry.MustRegister(Collectors...)
 }
 
 // ForgetSet drops a deleted NodeActionSet's series.
