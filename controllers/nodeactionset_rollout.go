@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -208,7 +209,7 @@ func (ro *rollout) recordDeletions(members map[string]*v1alpha1.NodeAction) map[
 			st.RemovedMembers = append(st.RemovedMembers, rec)
 			byName[name] = rec
 			if !phase.Finished() {
-				ro.event(corev1.EventTypeWarning, v1alpha1.ReasonMembersRemoved, "Record",
+				ro.eventAbout(m, corev1.EventTypeWarning, v1alpha1.ReasonMembersRemoved, "Record",
 					"member %s (VM %s) was deleted in phase %s; its VM is not started again in run %q (its action may have run)", name, m.Spec.NodeID, phase, st.RunID)
 			}
 		}
@@ -290,10 +291,12 @@ func (ro *rollout) start(ctx context.Context, pl *rolloutPlan) (int, string, err
 			continue
 		}
 		var err error
+		var m *v1alpha1.NodeAction
 		if v.existing == nil {
-			err = ro.r.Client.Create(ctx, memberFor(set, v.target, run))
+			m = memberFor(set, v.target, run)
+			err = ro.r.Client.Create(ctx, m)
 		} else {
-			m := v.existing.DeepCopy()
+			m = v.existing.DeepCopy()
 			before := m.DeepCopy()
 			m.Spec.RunID = run
 			err = ro.r.Client.Patch(ctx, m, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
@@ -316,7 +319,7 @@ func (ro *rollout) start(ctx context.Context, pl *rolloutPlan) (int, string, err
 		pl.running++
 		pl.free--
 		started++
-		ro.event(corev1.EventTypeNormal, "Started", "Start", "started %s on VM %s (member %s): %d of at most %d in flight",
+		ro.eventAbout(m, corev1.EventTypeNormal, "Started", "Start", "started %s on VM %s (member %s): %d of at most %d in flight",
 			set.Spec.Action, v.target.nodeID, v.member, pl.running+pl.cooling, pl.limit)
 	}
 	return started, "", nil
@@ -389,13 +392,24 @@ func (ro *rollout) observe(pl *rolloutPlan, started int) {
 
 // event is emitted once the status write that records it lands.
 func (ro *rollout) event(eventType, reason, action, format string, args ...any) {
+	ro.eventAbout(nil, eventType, reason, action, format, args...)
+}
+
+// eventAbout is an event on the set that names a member as its related
+// object: the events API folds events that differ only in their note into
+// one series, so each member's start stays an event of its own.
+func (ro *rollout) eventAbout(member *v1alpha1.NodeAction, eventType, reason, action, format string, args ...any) {
 	if ro.r.Recorder == nil {
 		return
 	}
 	obj := ro.set
+	var related runtime.Object
+	if member != nil {
+		related = member.DeepCopy()
+	}
 	note := cut(fmt.Sprintf(format, args...), maxNote)
 	ro.effects = append(ro.effects, func(context.Context) error {
-		ro.r.Recorder.Eventf(obj, nil, eventType, reason, action, "%s", note)
+		ro.r.Recorder.Eventf(obj, related, eventType, reason, action, "%s", note)
 		return nil
 	})
 }
@@ -409,8 +423,10 @@ func (ro *rollout) commit(ctx context.Context) error {
 		s.Status.Conditions[i].ObservedGeneration = s.Generation
 	}
 	if !equality.Semantic.DeepEqual(ro.before.Status, s.Status) {
-		patch := client.MergeFromWithOptions(ro.before, client.MergeFromWithOptimisticLock{})
-		if err := ro.r.Client.Status().Patch(ctx, s, patch); err != nil {
+		// The whole status, so counts at zero are written too (a merge patch
+		// leaves out what equals the old value, and "failed: 0" would never
+		// show); it fails on a stale object like any update.
+		if err := ro.r.Client.Status().Update(ctx, s); err != nil {
 			return err
 		}
 	}

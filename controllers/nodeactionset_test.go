@@ -11,6 +11,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
@@ -132,6 +133,10 @@ func TestNodeActionSetRollsOutWithinMaxUnavailable(t *testing.T) {
 	if st := s.Status; st.Total != 8 || st.Succeeded != 8 || st.Running != 0 || st.Pending != 0 || st.CompletionTime == nil || len(st.InFlight) != 0 {
 		t.Errorf("status %+v", st)
 	}
+	// Zero counts are written too, so kubectl's columns show 0, not nothing.
+	if _, found, _ := unstructured.NestedInt64(gitopsGet(t, gitopsNodeActionSetGVK, client.ObjectKeyFromObject(s)).Object, "status", "failed"); !found {
+		t.Error("status.failed is not stored when 0")
+	}
 	c := apimeta.FindStatusCondition(s.Status.Conditions, v1alpha1.ConditionReady)
 	if c.Status != metav1.ConditionTrue || apimeta.FindStatusCondition(s.Status.Conditions, v1alpha1.ConditionReconciling) != nil {
 		t.Errorf("conditions %+v", s.Status.Conditions)
@@ -143,8 +148,25 @@ func TestNodeActionSetRollsOutWithinMaxUnavailable(t *testing.T) {
 	if len(members.Items) != 8 {
 		t.Errorf("%d members, want 8", len(members.Items))
 	}
-	if !hasSetEvent(t, s, "Started") || !hasSetEvent(t, s, v1alpha1.ReasonCompleted) {
-		t.Error("no Started or Completed event on the set")
+	if !hasSetEvent(t, s, v1alpha1.ReasonCompleted) {
+		t.Error("no Completed event on the set")
+	}
+	// One Started event per member, each naming it (not folded into one series).
+	started := map[string]bool{}
+	waitUntil(5*time.Second, func() bool {
+		list := &eventsv1.EventList{}
+		if err := k8s.List(context.Background(), list, client.InNamespace(ns)); err != nil {
+			return false
+		}
+		for _, e := range list.Items {
+			if e.Regarding.Name == "roll" && e.Reason == "Started" && e.Related != nil && strings.Contains(e.Note, e.Related.Name) {
+				started[e.Related.Name] = true
+			}
+		}
+		return len(started) == len(ids)
+	})
+	if len(started) != len(ids) {
+		t.Errorf("Started events name %d members, want %d: %v", len(started), len(ids), started)
 	}
 }
 
