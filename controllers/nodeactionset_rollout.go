@@ -123,15 +123,14 @@ func (ro *rollout) reconcile(ctx context.Context) (ctrl.Result, error) {
 	g.halted = pl.failed > maxFailures(set)
 	g.paused = set.Spec.Paused
 
-	started, refused := 0, ""
+	refused := ""
 	if g.open() {
-		started, refused, err = ro.start(ctx, &pl)
-		if err != nil {
+		if refused, err = ro.start(ctx, &pl); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
 	ro.summarize(&pl, g, unmapped, refused)
-	ro.observe(&pl, started)
+	ro.observe(&pl)
 	return ro.requeue(&pl, g, refused), nil
 }
 
@@ -270,10 +269,9 @@ func (r *NodeActionSetReconciler) releaseOrphans(ctx context.Context, namespace,
 // start starts members on free slots, in target order, skipping blocked
 // VMs. It stops at the first sign that the cache is behind (the member
 // exists, or changed since read): the next reconcile sees more. It
-// returns how many started, and the API server's refusal of a member.
-func (ro *rollout) start(ctx context.Context, pl *rolloutPlan) (int, string, error) {
+// returns the API server's refusal of a member, if any.
+func (ro *rollout) start(ctx context.Context, pl *rolloutPlan) (string, error) {
 	set := ro.set
-	started := 0
 	for i := range pl.vms {
 		if pl.free == 0 {
 			break
@@ -307,22 +305,23 @@ func (ro *rollout) start(ctx context.Context, pl *rolloutPlan) (int, string, err
 		switch {
 		case apierrors.IsAlreadyExists(err) || apierrors.IsConflict(err):
 			ro.log.V(1).Info("cache behind; looking again", "member", v.member, "error", err.Error())
-			return started, "", nil
+			return "", nil
 		case apierrors.IsInvalid(err) || apierrors.IsForbidden(err):
-			return started, fmt.Sprintf("the API server refused member %s (VM %s): %s", v.member, v.target.nodeID, err.Error()), nil
+			return fmt.Sprintf("the API server refused member %s (VM %s): %s", v.member, v.target.nodeID, err.Error()), nil
 		case err != nil:
-			return started, "", err
+			return "", err
 		}
 		ro.r.expectations.expect(set.UID, v.member, run, ro.now)
 		v.state, v.slot, v.existing = vmRunning, true, nil
 		pl.pending--
 		pl.running++
 		pl.free--
-		started++
-		ro.eventAbout(m, corev1.EventTypeNormal, "Started", "Start", "started %s on VM %s (member %s): %d of at most %d in flight",
-			set.Spec.Action, v.target.nodeID, v.member, pl.running+pl.cooling, pl.limit)
+		// Told now, not after the status write: the start is done and the
+		// next reconcile sees the member, so nothing would tell it again.
+		ro.announce(m, fmt.Sprintf("started %s on VM %s (member %s): %d of at most %d in flight",
+			set.Spec.Action, v.target.nodeID, v.member, pl.running+pl.cooling, pl.limit))
 	}
-	return started, "", nil
+	return "", nil
 }
 
 // requeue is when the set should look again without an event: when a
@@ -372,8 +371,16 @@ func (ro *rollout) requeue(pl *rolloutPlan, g gates, refused string) ctrl.Result
 	return ctrl.Result{RequeueAfter: res}
 }
 
+// announce tells of a member just started: an event naming it, and the count.
+func (ro *rollout) announce(m *v1alpha1.NodeAction, note string) {
+	metrics.SetStarts.WithLabelValues(ro.set.Namespace, ro.set.Name).Inc()
+	if ro.r.Recorder != nil {
+		ro.r.Recorder.Eventf(ro.set, m.DeepCopy(), corev1.EventTypeNormal, "Started", "Start", "%s", cut(note, maxNote))
+	}
+}
+
 // observe queues the metrics of the run as it stands.
-func (ro *rollout) observe(pl *rolloutPlan, started int) {
+func (ro *rollout) observe(pl *rolloutPlan) {
 	ns, name := ro.set.Namespace, ro.set.Name
 	counts := map[string]int{"pending": pl.pending, "running": pl.running, "succeeded": pl.succeeded, "failed": pl.failed, "removed": pl.removed}
 	halted := 0.0
@@ -385,7 +392,6 @@ func (ro *rollout) observe(pl *rolloutPlan, started int) {
 			metrics.SetMembers.WithLabelValues(ns, name, state).Set(float64(n))
 		}
 		metrics.SetHalted.WithLabelValues(ns, name).Set(halted)
-		metrics.SetStarts.WithLabelValues(ns, name).Add(float64(started))
 		return nil
 	})
 }
