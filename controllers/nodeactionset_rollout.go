@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -107,7 +108,13 @@ func (ro *rollout) reconcile(ctx context.Context) (ctrl.Result, error) {
 	var unmapped []string
 	if g.noProvider == "" || set.Spec.NodeSelector == nil {
 		in.targets, unmapped, err = targets(ctx, ro.r.Client, set, p)
-		if err != nil {
+		var unreadable *nodesUnreadable
+		switch {
+		case errors.As(err, &unreadable):
+			if g.invalid == "" {
+				g.invalid, g.invalidReason = err.Error(), v1alpha1.ReasonNodesUnreadable
+			}
+		case err != nil:
 			return ctrl.Result{}, err
 		}
 	}
@@ -334,6 +341,9 @@ func (ro *rollout) requeue(pl *rolloutPlan, g gates, refused string) ctrl.Result
 		if !t.IsZero() {
 			waits = append(waits, max(t.Sub(ro.now), 100*time.Millisecond))
 		}
+	}
+	if g.invalidReason == v1alpha1.ReasonNodesUnreadable {
+		return ctrl.Result{RequeueAfter: setRecheckRefused}
 	}
 	if g.invalid != "" {
 		return ctrl.Result{}

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -17,6 +18,17 @@ import (
 
 // validNodeID is what a NodeAction's spec.nodeID may be (its CEL rule).
 var validNodeID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+// nodeListTimeout bounds the wait for the Node cache.
+const nodeListTimeout = 30 * time.Second
+
+// nodesUnreadable: the Nodes a set selects cannot be listed.
+type nodesUnreadable struct{ err error }
+
+func (e *nodesUnreadable) Error() string {
+	return fmt.Sprintf("cannot list the Nodes spec.nodeSelector selects (%v): the operator needs get, list and watch on nodes "+
+		"(a one-namespace install binds them with a ClusterRoleBinding, docs/install.md)", e.err)
+}
 
 // setTarget is one VM a set acts on.
 type setTarget struct {
@@ -40,9 +52,14 @@ func targets(ctx context.Context, c client.Reader, set *v1alpha1.NodeActionSet, 
 	if err != nil {
 		return nil, nil, fmt.Errorf("spec.nodeSelector: %w", err)
 	}
+	// The first list starts the manager's Node informer, which waits for
+	// its first sync: without the right to list Nodes that would be
+	// forever, so it is bounded.
+	listCtx, cancel := context.WithTimeout(ctx, nodeListTimeout)
+	defer cancel()
 	nodes := &corev1.NodeList{}
-	if err := c.List(ctx, nodes, client.MatchingLabelsSelector{Selector: sel}); err != nil {
-		return nil, nil, fmt.Errorf("listing Nodes: %w", err)
+	if err := c.List(listCtx, nodes, client.MatchingLabelsSelector{Selector: sel}); err != nil {
+		return nil, nil, &nodesUnreadable{err: err}
 	}
 	sort.Slice(nodes.Items, func(i, j int) bool { return nodes.Items[i].Name < nodes.Items[j].Name })
 	for i := range nodes.Items {

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -609,3 +611,63 @@ func TestSetMemberNames(t *testing.T) {
 }
 
 func regexpMatch(pattern, s string) bool { return regexp.MustCompile(pattern).MatchString(s) }
+
+// Nodes selected by label become targets through the VM under each, in
+// the order of their names; a Node that does not say is listed, not guessed.
+func TestSetMapsSelectedNodes(t *testing.T) {
+	set := unitSet(5)
+	set.Spec.NodeIDs = nil
+	set.Spec.NodeSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"pool": "workers"}}
+	workers := map[string]string{"pool": "workers"}
+	u := newSetUnit(t, set,
+		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "w-b", Labels: workers}, Spec: corev1.NodeSpec{ProviderID: "digitalocean://22"}},
+		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "w-a", Labels: workers, Annotations: map[string]string{v1alpha1.AnnotationVM: "p/11"}}},
+		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "w-c", Labels: workers, Annotations: map[string]string{v1alpha1.AnnotationVM: "other-provider/33"}}},
+		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "w-d", Labels: workers, Annotations: map[string]string{v1alpha1.AnnotationVM: "p/../x"}}},
+		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "db", Labels: map[string]string{"pool": "db"}}, Spec: corev1.NodeSpec{ProviderID: "digitalocean://44"}},
+	)
+	_, s := u.reconcile()
+	expectIDs(t, "started", u.startedIDs(""), "11", "22")
+	expectIDs(t, "unmapped", s.Status.UnmappedNodes, "w-c", "w-d")
+	if m := u.member("11"); m.Spec.Node == nil || m.Spec.Node.Name != "w-a" {
+		t.Errorf("member of VM 11: node %+v, want w-a", m.Spec.Node)
+	}
+	u.finish("11", v1alpha1.PhaseSucceeded)
+	u.finish("22", v1alpha1.PhaseSucceeded)
+	_, s = u.reconcile()
+	expectSetCondition(t, s, metav1.ConditionFalse, v1alpha1.ReasonUnmappedNodes, "w-c, w-d", v1alpha1.AnnotationVM)
+
+	// After the run completed, a Node that comes to match is not taken in
+	// (until the spec changes).
+	if err := u.client.Create(context.Background(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "w-e", Labels: workers},
+		Spec: corev1.NodeSpec{ProviderID: "digitalocean://55"}}); err != nil {
+		t.Fatal(err)
+	}
+	u.reconcile()
+	expectIDs(t, "started after a Node joined a finished run", u.startedIDs(""), "11", "22")
+	u.update(func(s *v1alpha1.NodeActionSet) { s.Spec.MaxFailures = ptr.To(int32(1)) })
+	u.reconcile()
+	expectIDs(t, "started after a spec change", u.startedIDs(""), "11", "22", "55")
+}
+
+// Without the right to list Nodes the set says so and starts nothing,
+// rather than waiting forever for the Node cache.
+func TestSetThatCannotListNodesSaysSo(t *testing.T) {
+	set := unitSet(1)
+	set.Spec.NodeIDs = nil
+	set.Spec.NodeSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"pool": "workers"}}
+	u := newSetUnit(t, set)
+	list := u.client
+	u.client = interceptor.NewClient(list.(client.WithWatch), interceptor.Funcs{List: func(ctx context.Context, c client.WithWatch, l client.ObjectList, opts ...client.ListOption) error {
+		if _, ok := l.(*corev1.NodeList); ok {
+			return apierrors.NewForbidden(corev1.Resource("nodes"), "", fmt.Errorf("no RBAC"))
+		}
+		return c.List(ctx, l, opts...)
+	}})
+	u.r.Client = u.client
+	res, s := u.reconcile()
+	if len(u.members()) != 0 || res.RequeueAfter != time.Minute {
+		t.Errorf("members %v, requeue %s", u.members(), res.RequeueAfter)
+	}
+	expectSetCondition(t, s, metav1.ConditionFalse, v1alpha1.ReasonNodesUnreadable, "get, list and watch on nodes", "forbidden")
+}

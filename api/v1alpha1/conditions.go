@@ -65,6 +65,7 @@ const (
 	ReasonInvalidWindow         = "InvalidWindow"
 	ReasonMemberNameCollision   = "MemberNameCollision"
 	ReasonMemberRefused         = "MemberRefused"
+	ReasonNodesUnreadable       = "NodesUnreadable"
 
 	// Provider only.
 	ReasonProbeSucceeded      = "ProbeSucceeded"
