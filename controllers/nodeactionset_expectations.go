@@ -33,6 +33,17 @@ func (e *memberExpectations) expect(set types.UID, name, run string, now time.Ti
 	if e.sets == nil {
 		e.sets = map[types.UID]map[string]expectation{}
 	}
+	// Sets deleted meanwhile leave theirs behind: drop what has expired.
+	for uid, names := range e.sets {
+		for n, x := range names {
+			if now.Sub(x.at) > expectationTTL {
+				delete(names, n)
+			}
+		}
+		if len(names) == 0 {
+			delete(e.sets, uid)
+		}
+	}
 	if e.sets[set] == nil {
 		e.sets[set] = map[string]expectation{}
 	}
@@ -97,6 +108,11 @@ func (c *vmClaims) claim(key, member string, now time.Time) (string, bool) {
 	}
 	if x, ok := c.claims[key]; ok && x.member != member && now.Sub(x.at) <= expectationTTL {
 		return x.member, false
+	}
+	for k, x := range c.claims {
+		if now.Sub(x.at) > expectationTTL {
+			delete(c.claims, k)
+		}
 	}
 	c.claims[key] = vmClaim{member: member, at: now}
 	return "", true

@@ -50,6 +50,10 @@ func (ro *rollout) summarize(pl *rolloutPlan, g gates, unmapped []string, refuse
 
 	complete := g.invalid == "" && g.noProvider == "" && pl.pending == 0 && pl.running == 0
 	switch {
+	case len(pl.vms) == 0:
+		// Nothing selected (yet): not a finished run, so Nodes that come
+		// to match are taken in.
+		st.CompletionTime = nil
 	case complete && st.CompletionTime == nil:
 		st.CompletionTime = ptrTime(metav1.NewTime(ro.now))
 		if pl.failed == 0 && pl.removed == 0 && len(unmapped) == 0 && pl.succeeded > 0 {

@@ -671,3 +671,23 @@ func TestSetThatCannotListNodesSaysSo(t *testing.T) {
 	}
 	expectSetCondition(t, s, metav1.ConditionFalse, v1alpha1.ReasonNodesUnreadable, "get, list and watch on nodes", "forbidden")
 }
+
+// A selector that matches nothing is not a finished run: the set says
+// NoTargets and takes in Nodes that come to match.
+func TestSetWithNoNodesWaitsForThem(t *testing.T) {
+	set := unitSet(1)
+	set.Spec.NodeIDs = nil
+	set.Spec.NodeSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"pool": "workers"}}
+	u := newSetUnit(t, set)
+	res, s := u.reconcile()
+	expectSetCondition(t, s, metav1.ConditionFalse, v1alpha1.ReasonNoTargets, "selects no Node")
+	if s.Status.CompletionTime != nil || res.RequeueAfter != setRecheckNodes {
+		t.Errorf("completionTime %v, requeue %s", s.Status.CompletionTime, res.RequeueAfter)
+	}
+	if err := u.client.Create(context.Background(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "w-a", Labels: map[string]string{"pool": "workers"}},
+		Spec: corev1.NodeSpec{ProviderID: "digitalocean://77"}}); err != nil {
+		t.Fatal(err)
+	}
+	u.reconcile()
+	expectIDs(t, "started", u.startedIDs(""), "77")
+}
