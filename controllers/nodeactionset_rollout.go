@@ -49,24 +49,9 @@ type rollout struct {
 // ever a failed read or write of the API.
 func (ro *rollout) reconcile(ctx context.Context) (ctrl.Result, error) {
 	set := ro.set
-	all := &v1alpha1.NodeActionList{}
-	if err := ro.r.Client.List(ctx, all, client.InNamespace(set.Namespace), client.UnsafeDisableDeepCopy); err != nil {
+	members, others, err := ro.readNodeActions(ctx)
+	if err != nil {
 		return ctrl.Result{}, err
-	}
-	members := map[string]*v1alpha1.NodeAction{}
-	var others []*v1alpha1.NodeAction
-	for i := range all.Items {
-		na := &all.Items[i]
-		switch {
-		case controlledBy(na, set):
-			members[na.Name] = na
-		case na.Labels[v1alpha1.LabelNodeActionSet] == set.Name && !na.DeletionTimestamp.IsZero() && hasFinalizer(na):
-			// An earlier set of this name left it: nobody records it now.
-			ro.release(na)
-			others = append(others, na)
-		default:
-			others = append(others, na)
-		}
 	}
 	if !set.DeletionTimestamp.IsZero() {
 		for _, m := range members {
@@ -157,6 +142,32 @@ func startedOnly(in planInput, ts []setTarget) []setTarget {
 // claimKey names a VM of this set's Provider.
 func (ro *rollout) claimKey(nodeID string) string {
 	return claimKey(ro.set.Namespace, ro.set.Spec.ProviderRef.Name, nodeID)
+}
+
+// readNodeActions splits the namespace's NodeActions into the set's
+// members (by name) and the others, and releases those an earlier set of
+// this name left being deleted.
+func (ro *rollout) readNodeActions(ctx context.Context) (map[string]*v1alpha1.NodeAction, []*v1alpha1.NodeAction, error) {
+	all := &v1alpha1.NodeActionList{}
+	if err := ro.r.Client.List(ctx, all, client.InNamespace(ro.set.Namespace), client.UnsafeDisableDeepCopy); err != nil {
+		return nil, nil, err
+	}
+	members := map[string]*v1alpha1.NodeAction{}
+	var others []*v1alpha1.NodeAction
+	for i := range all.Items {
+		na := &all.Items[i]
+		switch {
+		case controlledBy(na, ro.set):
+			members[na.Name] = na
+		case na.Labels[v1alpha1.LabelNodeActionSet] == ro.set.Name && !na.DeletionTimestamp.IsZero() && hasFinalizer(na):
+			// Nobody records it now.
+			ro.release(na)
+			others = append(others, na)
+		default:
+			others = append(others, na)
+		}
+	}
+	return members, others, nil
 }
 
 // gates are what may hold new starts back.

@@ -691,3 +691,28 @@ func TestSetWithNoNodesWaitsForThem(t *testing.T) {
 	u.reconcile()
 	expectIDs(t, "started", u.startedIDs(""), "77")
 }
+
+// A deleted set holds nothing back: the members the garbage collector
+// deletes after it lose the set's finalizer.
+func TestDeletedSetReleasesItsMembers(t *testing.T) {
+	u := newSetUnit(t, unitSet(2, "1", "2"))
+	u.reconcile()
+	ctx := context.Background()
+	if err := u.client.Delete(ctx, u.set()); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range u.members() {
+		if err := u.client.Delete(ctx, m); err != nil { // as the garbage collector would
+			t.Fatal(err)
+		}
+	}
+	if len(u.members()) != 2 {
+		t.Fatal("the finalizer did not hold the members")
+	}
+	if _, err := u.r.Reconcile(ctx, ctrl.Request{NamespacedName: types.NamespacedName{Namespace: "ns", Name: "night"}}); err != nil {
+		t.Fatal(err)
+	}
+	if left := u.members(); len(left) != 0 {
+		t.Errorf("members left after their set was deleted: %v", left)
+	}
+}
