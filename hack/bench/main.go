@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -890,11 +891,14 @@ func setRun(bin string, n, mu int, d time.Duration, budget int) []row {
 		time.Sleep(200 * time.Millisecond)
 	}
 	var requests, posts, tooMany int
+	kinds := map[string]int{} // what the requests were, for the log line
+	digits := regexp.MustCompile(`[0-9]+`)
 	for _, r := range cloud.Log()[before:] {
 		if r.Skin != "digitalocean" {
 			continue
 		}
 		requests++
+		kinds[r.Method+" "+digits.ReplaceAllString(r.Path, "N")]++
 		if r.ActionCall && r.Accepted {
 			posts++
 		}
@@ -902,6 +906,7 @@ func setRun(bin string, n, mu int, d time.Duration, budget int) []row {
 			tooMany++
 		}
 	}
+	fmt.Printf("set: requests by kind: %v\n", kinds)
 	peak, _ := cloud.PeakConcurrent(func(vm string) bool { return inSet[vm] })
 	// Slot handover, what the set itself adds: the k-th member to finish
 	// frees the slot the (maxUnavailable+k)-th member takes, from the watch's
