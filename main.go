@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"flag"
 	"fmt"
@@ -11,9 +12,11 @@ import (
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -119,8 +122,27 @@ func main() {
 		log.Error(err, "unable to set up the Provider controller")
 		os.Exit(1)
 	}
+	kube, err := kubernetes.NewForConfig(mgr.GetConfig())
+	if err != nil {
+		log.Error(err, "unable to create a Kubernetes client")
+		os.Exit(1)
+	}
+	direct, err := client.New(mgr.GetConfig(), client.Options{Scheme: scheme})
+	if err != nil {
+		log.Error(err, "unable to create a Kubernetes client")
+		os.Exit(1)
+	}
+	nodes, err := controllers.MayWatchNodes(context.Background(), direct)
+	if err != nil {
+		log.Error(err, "unable to ask whether the manager may watch Nodes")
+		os.Exit(1)
+	}
+	if !nodes {
+		log.Info("the manager may not list, watch and patch Nodes: NodeActions with spec.node will wait (Stalled) until it may")
+	}
 	if err := (&controllers.NodeActionReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Drivers: drivers, Recorder: mgr.GetEventRecorder("nodeaction-operator"),
+		Kube: kube, Nodes: nodes,
 	}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: concurrency}); err != nil {
 		log.Error(err, "unable to set up the NodeAction controller")
 		os.Exit(1)

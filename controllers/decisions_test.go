@@ -482,3 +482,16 @@ func TestRestartWithARecordedAttempt(t *testing.T) {
 		t.Errorf("lookup window %v..%v", w.From, w.To)
 	}
 }
+
+// A manager that may not watch Nodes (installed for one namespace) leaves a
+// NodeAction with spec.node waiting, Stalled, and calls nothing.
+func TestNodeActionWithoutNodePermissionWaits(t *testing.T) {
+	na := unitAction("reboot")
+	na.Spec.Node = &v1alpha1.NodeSpec{Drain: &v1alpha1.DrainSpec{}}
+	u := newUnit(t, na, nil)
+	_, got := u.reconcile()
+	if s, _, _ := u.driver.calls(); s != 0 || readyReason(got) != v1alpha1.ReasonNodeUnresolved ||
+		condition(got.Status.Conditions, v1alpha1.ConditionStalled) == nil || !strings.Contains(got.Status.Message, "may not") {
+		t.Fatalf("%d submissions, reason %s, message %q; want none, Stalled NodeUnresolved saying the operator may not read Nodes", s, readyReason(got), got.Status.Message)
+	}
+}

@@ -186,7 +186,11 @@ func runFaultMatrix(t *testing.T, wc worldCloud) {
 		// duplicate is a right answer then, and the fault's own event may
 		// never come.
 		lost := cloud.LostAnswers(c.id) > 0
-		honestUnknown := lost && na.Status.Phase == v1alpha1.PhaseFailed && readyReason(na) == v1alpha1.ReasonSubmissionUnknown && accepted <= 1
+		// Likewise where the adversary dated an earlier action of the same
+		// type on the VM within the clock skew the lookup allows: nothing
+		// tells the two apart, and adopting either would be a guess.
+		twin := cloud.LookAlikes(c.id, clockSkew+2*time.Second) > 0
+		honestUnknown := (lost || twin) && na.Status.Phase == v1alpha1.PhaseFailed && readyReason(na) == v1alpha1.ReasonSubmissionUnknown && accepted <= 1
 		switch {
 		case na.Status.Phase == v1alpha1.PhaseSucceeded:
 			succeeded++
@@ -203,15 +207,15 @@ func runFaultMatrix(t *testing.T, wc worldCloud) {
 		if na.Status.Phase != v1alpha1.PhaseSucceeded && !honestUnknown {
 			t.Errorf("%s / %s: ended %s (%s): %s; what the cloud did:\n%s", c.fc.name, c.typ, na.Status.Phase, readyReason(na), na.Status.Message, cloud.Story(c.id))
 		}
-		if c.fc.event != "" && !lost && !hasEvent(t, na, c.fc.event) {
-			t.Errorf("%s / %s: no %s event; events: %s", c.fc.name, c.typ, c.fc.event, eventsOf(t, na))
+		if c.fc.event != "" && !lost && !twin && !hasEvent(t, na, c.fc.event) {
+			t.Errorf("%s / %s: no %s event; events: %s; what the cloud did:\n%s", c.fc.name, c.typ, c.fc.event, eventsOf(t, na), cloud.Story(c.id))
 		}
 		if l := longestMessage(t, na); l > maxMessage {
 			t.Errorf("%s / %s: a message of %d bytes in status or events", c.fc.name, c.typ, l)
 		}
 	}
 	sort.Strings(lines)
-	t.Logf("fault matrix (%s): %d faults x providers: %d Succeeded within the deadline, %d SubmissionUnknown after an answer the world lost, %d duplicate actions\n%s",
+	t.Logf("fault matrix (%s): %d faults x providers: %d Succeeded within the deadline, %d SubmissionUnknown after an answer the world lost or beside a look-alike, %d duplicate actions\n%s",
 		wc.world.Name, len(cells), succeeded, unknowable, duplicates, joinLines(lines))
 }
 
@@ -226,7 +230,11 @@ func TestLostAnswerWithoutHistoryStopsForAPerson(t *testing.T) {
 		t.Run(string(typ), func(t *testing.T) {
 			createProvider(t, ns, string(typ), typ)
 			id := matrixIDs[typ](500)
-			cloud.AddVM(fakecloud.VM{ID: id, ActionDuration: 300 * time.Millisecond})
+			vm := fakecloud.VM{ID: id, ActionDuration: 300 * time.Millisecond}
+			if typ == v1alpha1.ProviderE2E {
+				e2eWorkflow(&vm)
+			}
+			cloud.AddVM(vm)
 			cloud.InjectFault(fakecloud.Fault{PathContains: "/" + id + "/", ActionOnly: true, Times: 1, Mode: fakecloud.AcceptThenDrop})
 			na := nodeAction(ns, string(typ)+"-reboot", string(typ), id, "reboot")
 			create(t, na)

@@ -26,10 +26,10 @@ type fleetPoller struct {
 }
 
 type fleetState struct {
-	mu       sync.Mutex
-	watched  map[string]watchedAction // by ActionID
-	results  map[string]provider.ActionStatus
-	sweptAt  time.Time
+	mu      sync.Mutex
+	watched map[string]watchedAction // by ActionID
+	results map[string]provider.ActionStatus
+	sweptAt time.Time
 	// sweepStart is when the last sweep took its list of actions to look for.
 	sweepStart time.Time
 	sweeping   chan struct{} // closed when the running sweep ends

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"k8s.io/client-go/kubernetes"
 	"net"
 	"net/http"
 	"os"
@@ -471,7 +472,7 @@ func gitopsTryManagerWithMetrics(t *testing.T, ns, addr string) (string, error) 
 		t.Fatal(err)
 	}
 	if err := (&NodeActionReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Drivers: drivers,
-		Recorder: mgr.GetEventRecorder("nodeaction-operator")}).SetupWithManager(mgr, opts); err != nil {
+		Recorder: mgr.GetEventRecorder("nodeaction-operator"), Kube: kubernetes.NewForConfigOrDie(restConfig), Nodes: true}).SetupWithManager(mgr, opts); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -25,6 +25,11 @@ type killCase struct {
 	hold bool
 }
 
+// e2eWorkflow gives an E2E node's reboot the time a real one takes: E2E
+// proves a reboot only by the node seen in its workflow, which a poll must
+// be able to catch.
+func e2eWorkflow(vm *fakecloud.VM) { vm.ActionDuration = 5 * time.Second }
+
 func killCases() []killCase {
 	off := func(vm *fakecloud.VM) { vm.Power = fakecloud.PowerOff }
 	senlin := func(n int) string { return fmt.Sprintf("5e000000-0000-4000-8000-%012d", 800+n) }
@@ -43,7 +48,7 @@ func killCases() []killCase {
 		{typ: v1alpha1.ProviderE2E, id: "8101", action: "power_off", hold: true},
 		{typ: v1alpha1.ProviderE2E, id: "8102", action: "rename", params: &v1alpha1.ActionParameters{Name: "renamed"}},
 		{typ: v1alpha1.ProviderE2E, id: "8103", action: "power_on", prepare: off},
-		{typ: v1alpha1.ProviderE2E, id: "8104", action: "reboot"},
+		{typ: v1alpha1.ProviderE2E, id: "8104", action: "reboot", prepare: e2eWorkflow},
 		{typ: v1alpha1.ProviderE2E, id: "8105", action: "lock_vm"},
 		{typ: v1alpha1.ProviderCloudsFor, id: cloudsfor(1), action: "reboot", hold: true},
 		{typ: v1alpha1.ProviderCloudsFor, id: cloudsfor(2), action: "power_off"},

@@ -163,6 +163,23 @@ func TestShutdownEscalatesToPowerOff(t *testing.T) {
 	expectStalled(t, plain, v1alpha1.ReasonDeadlineExceeded, "the droplet is active, not off")
 }
 
+// E2E's only power off is its graceful one: an escalation could only send
+// the same request again. It is refused before anything is sent, naming
+// the provider.
+func TestEscalationNeedsAHardPowerOff(t *testing.T) {
+	t.Parallel()
+	ns := newNamespace(t)
+	startManagerIn(t, ns)
+	createProvider(t, ns, "e2e", v1alpha1.ProviderE2E)
+	cloud.AddVM(fakecloud.VM{ID: "9921"})
+	na := nodeAction(ns, "shutdown", "e2e", "9921", "shutdown")
+	na.Spec.Escalation = &v1alpha1.Escalation{PowerOffAfterSeconds: 5}
+	create(t, na)
+	finished(t, na, 20*time.Second)
+	expectStalled(t, na, v1alpha1.ReasonUnsupportedAction, "e2e has none", "remove spec.escalation")
+	expectNoNewActionCalls(t, cloud, "9921", 0, 2*time.Second, "an escalation that cannot escalate")
+}
+
 // Changing spec.runID re-runs the action and keeps the earlier run in history.
 func TestRunIDStartsANewRun(t *testing.T) {
 	t.Parallel()

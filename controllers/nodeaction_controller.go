@@ -7,6 +7,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -37,10 +38,12 @@ const (
 //
 // The handlers, one file each:
 //
-//	Pending     phase_pending.go     wait for the node, record the intent, submit
-//	Submitting  phase_submitting.go  an answer was lost: ask the provider before any new call
-//	Running     phase_running.go     follow the action to its end
-//	finished    phase_finished.go    TTL clean-up, a new run, a retry a person asked for
+//	Pending         phase_pending.go         wait for the VM, find the Kubernetes Node, record the intent, submit
+//	Draining        phase_draining.go        cordon the Node and evict its pods, then submit
+//	Submitting      phase_submitting.go      an answer was lost: ask the provider before any new call
+//	Running         phase_running.go         follow the action to its end
+//	WaitingForNode  phase_waitingfornode.go  the provider is done: wait for the Node to come back
+//	finished        phase_finished.go        TTL clean-up, a new run, a retry a person asked for
 //
 // Every run ends through step.end (nodeaction_step.go).
 type NodeActionReconciler struct {
@@ -50,6 +53,11 @@ type NodeActionReconciler struct {
 	APIReader client.Reader
 	Drivers   DriverSource
 	Recorder  recorder.EventRecorder
+	// Kube drains Nodes (kubectl's drain package works on a clientset).
+	Kube kubernetes.Interface
+	// Nodes is true when the manager may list and watch Kubernetes Nodes
+	// (spec.node needs it); an install that serves one namespace may not.
+	Nodes bool
 	// Clock tells the time; tests set a fake one. Default: the real clock.
 	Clock clock.PassiveClock
 
@@ -81,6 +89,10 @@ type DriverSource interface {
 // +kubebuilder:rbac:groups=compute.nodeaction.dev,resources=nodeactions/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=compute.nodeaction.dev,resources=providers,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list
+// +kubebuilder:rbac:groups="",resources=pods/eviction,verbs=create
+// +kubebuilder:rbac:groups=apps,resources=daemonsets,verbs=get
 
 // Reconcile moves one NodeAction one step.
 func (r *NodeActionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -153,6 +165,10 @@ func (s *step) reconcile(ctx context.Context) (ctrl.Result, error) {
 	}
 	var err error
 	switch s.na.Status.Phase {
+	case v1alpha1.PhaseDraining:
+		res, err = s.handleDraining(ctx, t)
+	case v1alpha1.PhaseWaitingForNode:
+		res, err = s.handleWaitingForNode(ctx, t)
 	case v1alpha1.PhaseSubmitting:
 		res, err = s.handleSubmitting(ctx, t)
 	case v1alpha1.PhaseRunning:

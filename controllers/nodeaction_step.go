@@ -192,11 +192,20 @@ func (s *step) prepare(ctx context.Context) (target, bool, ctrl.Result) {
 		}
 		return target{}, false, ctrl.Result{RequeueAfter: waitForConfig}
 	}
+	caps := d.Capabilities()
+	if na.Spec.Escalation != nil && caps.HardPowerOff == "" {
+		// Refused before anything is sent: the escalation could only send
+		// the same graceful request again.
+		s.end(failure(v1alpha1.ReasonUnsupportedAction, fmt.Sprintf(
+			"spec.escalation follows the shutdown with a hard power off, and %s has none (its shutdown is all it has to turn a VM off): remove spec.escalation",
+			p.Spec.Type)))
+		return target{}, false, ctrl.Result{}
+	}
 	action := na.Spec.Action
 	if na.Status.EscalatedAt != nil {
-		action = "power_off"
+		action = caps.HardPowerOff
 	}
-	req, err := provider.Resolve(d.Capabilities(), na.Spec.NodeID, action, na.Spec.Parameters)
+	req, err := provider.Resolve(caps, na.Spec.NodeID, action, na.Spec.Parameters)
 	if err == nil {
 		err = d.Validate(req)
 	}
@@ -286,14 +295,24 @@ func (s *step) providerType() string {
 // schedulePoll picks the next poll: fast at first, backing off as the
 // action ages (half its age so far), between the Provider's pollInterval and 30s.
 func (s *step) schedulePoll(t target) time.Duration {
-	base := defaultPollInterval
-	if pi := t.provider.Spec.PollInterval; pi != nil && pi.Duration > 0 {
-		base = pi.Duration
-	}
+	base := s.pollBase(t)
 	interval := base
 	if sub := s.na.Status.SubmittedAt; sub != nil {
 		interval = min(max(s.now.Sub(sub.Time)/2, base), max(maxPollInterval, base))
 	}
+	return s.schedulePollAt(t, interval)
+}
+
+// pollBase is the Provider's pollInterval (default 2s).
+func (s *step) pollBase(t target) time.Duration {
+	if pi := t.provider.Spec.PollInterval; pi != nil && pi.Duration > 0 {
+		return pi.Duration
+	}
+	return defaultPollInterval
+}
+
+// schedulePollAt sets the next poll interval from now.
+func (s *step) schedulePollAt(_ target, interval time.Duration) time.Duration {
 	s.r.polls.Store(client.ObjectKeyFromObject(s.na), s.now.Add(interval))
 	return interval
 }
@@ -331,7 +350,11 @@ type inflightTracker struct {
 
 func (t *inflightTracker) observe(na *v1alpha1.NodeAction) {
 	key := types.NamespacedName{Namespace: na.Namespace, Name: na.Name}
-	active := na.Status.Phase == v1alpha1.PhaseSubmitting || na.Status.Phase == v1alpha1.PhaseRunning
+	var active bool
+	switch na.Status.Phase {
+	case v1alpha1.PhaseDraining, v1alpha1.PhaseSubmitting, v1alpha1.PhaseRunning, v1alpha1.PhaseWaitingForNode:
+		active = true
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.set == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -402,4 +403,105 @@ func hasEventOn(t *testing.T, ns, name, kind, reason string) bool {
 		}
 		return false
 	})
+}
+
+// A set over Kubernetes Nodes with spec.node: each member drains its Node,
+// reboots the VM and waits for the Node to come back, and all that time
+// holds its slot. With maxUnavailable 1 no two Nodes are ever cordoned at
+// once and no two members are unfinished at once, though the members pass
+// through Draining and WaitingForNode; every VM is rebooted once, every
+// Node ends drained and uncordoned, and the set ends Completed.
+func TestNodeActionSetDrainsNodesWithinMaxUnavailable(t *testing.T) {
+	t.Parallel()
+	ns := newNamespace(t)
+	startManagerIn(t, ns)
+	createProvider(t, ns, "do", v1alpha1.ProviderDigitalOcean)
+	ids := setVMs("1590", 2, 500*time.Millisecond)
+	pool := "drain-" + ns
+	names := make([]string, len(ids))
+	var pods []*corev1.Pod
+	for i, id := range ids {
+		names[i] = fmt.Sprintf("%s-%d", ns, i)
+		n := kubeNode(t, names[i], "", "digitalocean://"+id, id)
+		n.Labels = map[string]string{"pool": pool}
+		if err := k8s.Update(context.Background(), n); err != nil {
+			t.Fatal(err)
+		}
+		pods = append(pods, podOn(t, ns, fmt.Sprintf("web-%d", i), names[i], "ReplicaSet", "web", nil))
+	}
+	startKubelet(t, cloud, time.Second, names...)
+
+	// Watch the Nodes and the members while the set runs.
+	type seen struct {
+		cordoned, unfinished int
+		phases               map[v1alpha1.Phase]bool
+	}
+	var (
+		mu    sync.Mutex
+		worst = seen{phases: map[v1alpha1.Phase]bool{}}
+	)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			cordoned, unfinished := 0, 0
+			for _, name := range names {
+				n := &corev1.Node{}
+				if k8s.Get(ctx, client.ObjectKey{Name: name}, n) == nil && n.Spec.Unschedulable {
+					cordoned++
+				}
+			}
+			list := &v1alpha1.NodeActionList{}
+			if k8s.List(ctx, list, client.InNamespace(ns)) == nil {
+				mu.Lock()
+				for i := range list.Items {
+					if m := &list.Items[i]; !finishedRun(m) {
+						unfinished++
+						worst.phases[m.Status.Phase] = true
+					}
+				}
+				mu.Unlock()
+			}
+			mu.Lock()
+			worst.cordoned, worst.unfinished = max(worst.cordoned, cordoned), max(worst.unfinished, unfinished)
+			mu.Unlock()
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	stopWatching := func() { cancel(); <-done }
+	defer stopWatching()
+
+	s := nodeActionSet(ns, "drain", "do", "reboot", 1)
+	s.Spec.NodeIDs = nil
+	s.Spec.NodeSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"pool": pool}}
+	s.Spec.Node = &v1alpha1.NodeSpec{Drain: &v1alpha1.DrainSpec{TimeoutSeconds: 60}, WaitReadySeconds: ptr.To(int32(60))}
+	create(t, s)
+	waitForSet(t, s, 60*time.Second, "Ready", func(s *v1alpha1.NodeActionSet) bool { return setReason(s) == v1alpha1.ReasonCompleted })
+	stopWatching()
+
+	if st := s.Status; st.Total != 2 || st.Succeeded != 2 {
+		t.Errorf("status %+v, want 2 of 2 succeeded", st)
+	}
+	if worst.cordoned > 1 || worst.unfinished > 1 {
+		t.Errorf("at once: %d Nodes cordoned, %d members unfinished; want at most 1 (maxUnavailable)", worst.cordoned, worst.unfinished)
+	}
+	if !worst.phases[v1alpha1.PhaseDraining] || !worst.phases[v1alpha1.PhaseWaitingForNode] {
+		t.Errorf("members seen in phases %v; the test meant to see Draining and WaitingForNode", worst.phases)
+	}
+	for i, id := range ids {
+		if n := cloud.ActionCalls(id); n != 1 {
+			t.Errorf("VM %s: %d action calls, want 1", id, n)
+		}
+		m := &v1alpha1.NodeAction{}
+		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: memberName("drain", id)}, m); err != nil {
+			t.Fatal(err)
+		}
+		if m.Status.Phase != v1alpha1.PhaseSucceeded || m.Status.Node.GetName() != names[i] || m.Status.Node.Cordoned {
+			t.Errorf("member %s: phase %s, status.node %+v; want Succeeded, Node %s uncordoned", m.Name, m.Status.Phase, m.Status.Node, names[i])
+		}
+		if getNode(t, names[i]).Spec.Unschedulable || podExists(t, pods[i]) {
+			t.Errorf("Node %s: cordoned=%v, pod still there=%v; want uncordoned and drained", names[i], getNode(t, names[i]).Spec.Unschedulable, podExists(t, pods[i]))
+		}
+	}
 }

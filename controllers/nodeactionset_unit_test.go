@@ -289,12 +289,16 @@ func TestSetSlotAccounting(t *testing.T) {
 		{v1alpha1.PhasePending, v1alpha1.ReasonPending, true},
 		{v1alpha1.PhasePending, v1alpha1.ReasonNodeBusy, true},
 		{v1alpha1.PhasePending, v1alpha1.ReasonRateLimited, true},
-		{v1alpha1.PhaseDraining, v1alpha1.ReasonInProgress, true},
+		{v1alpha1.PhasePending, v1alpha1.ReasonNodeUnresolved, true},
+		{v1alpha1.PhaseDraining, v1alpha1.ReasonDraining, true},
 		{v1alpha1.PhaseSubmitting, v1alpha1.ReasonSubmitting, true},
 		{v1alpha1.PhaseRunning, v1alpha1.ReasonInProgress, true},
-		{v1alpha1.PhaseWaitingForNode, v1alpha1.ReasonInProgress, true},
+		{v1alpha1.PhaseWaitingForNode, v1alpha1.ReasonWaitingForNode, true},
 		{v1alpha1.PhaseSucceeded, v1alpha1.ReasonCompleted, false},
+		{v1alpha1.PhaseSucceeded, v1alpha1.ReasonVerified, false},
 		{v1alpha1.PhaseFailed, v1alpha1.ReasonProviderFailed, false},
+		{v1alpha1.PhaseFailed, v1alpha1.ReasonDrainTimeout, false},
+		{v1alpha1.PhaseFailed, v1alpha1.ReasonNodeNotReturned, false},
 	}
 	for _, c := range cases {
 		t.Run(fmt.Sprintf("%s-%s", c.phase, c.reason), func(t *testing.T) {
@@ -648,6 +652,47 @@ func TestSetMapsSelectedNodes(t *testing.T) {
 	u.update(func(s *v1alpha1.NodeActionSet) { s.Spec.MaxFailures = ptr.To(int32(1)) })
 	u.reconcile()
 	expectIDs(t, "started after a spec change", u.startedIDs(""), "11", "22", "55")
+}
+
+// spec.node is every member's: drained before, proven back after (the
+// members' Draining and WaitingForNode hold their slots, TestSetSlotAccounting).
+// A member proven by its Node (Verified) has succeeded like any other, and
+// one that failed around its Node (DrainTimeout) has failed.
+func TestSetWithNodesCountsTheirOutcomes(t *testing.T) {
+	set := unitSet(3, "1", "2", "3", "4")
+	set.Spec.MaxFailures = ptr.To(int32(1))
+	set.Spec.Node = &v1alpha1.NodeSpec{Drain: &v1alpha1.DrainSpec{TimeoutSeconds: 120, OnTimeout: "Fail"},
+		WaitReadySeconds: ptr.To(int32(300)), Uncordon: ptr.To(true)}
+	u := newSetUnit(t, set)
+	u.reconcile()
+	expectIDs(t, "started", u.startedIDs(""), "1", "2", "3")
+	m := u.member("1")
+	if n := m.Spec.Node; n == nil || n.Name != "" || n.Drain == nil || n.Drain.TimeoutSeconds != 120 || *n.WaitReadySeconds != 300 || !*n.Uncordon {
+		t.Fatalf("member spec.node %+v, want the set's (no name: the member finds its Node from its VM)", n)
+	}
+	u.progress("1", v1alpha1.PhaseDraining, v1alpha1.ReasonDraining)
+	u.progress("2", v1alpha1.PhaseWaitingForNode, v1alpha1.ReasonWaitingForNode)
+	u.progress("3", v1alpha1.PhaseSucceeded, v1alpha1.ReasonVerified)
+	_, s := u.reconcile()
+	expectIDs(t, "started", u.startedIDs(""), "1", "2", "3", "4")
+	expectCounts(t, s, 4, 0, 3, 1, 0)
+	u.progress("1", v1alpha1.PhaseFailed, v1alpha1.ReasonDrainTimeout)
+	u.progress("2", v1alpha1.PhaseSucceeded, v1alpha1.ReasonVerified)
+	u.progress("4", v1alpha1.PhaseSucceeded, v1alpha1.ReasonAcceptedUnverified)
+	_, s = u.reconcile()
+	expectCounts(t, s, 4, 0, 0, 3, 1)
+	expectSetCondition(t, s, metav1.ConditionFalse, v1alpha1.ReasonMembersFailed, "3 of 4 succeeded, 1 failed")
+
+	u.update(func(s *v1alpha1.NodeActionSet) { s.Spec.RunID = "again" })
+	u.reconcile()
+	for _, id := range []string{"1", "2", "3"} {
+		u.progress(id, v1alpha1.PhaseSucceeded, v1alpha1.ReasonVerified)
+	}
+	u.reconcile()
+	u.progress("4", v1alpha1.PhaseSucceeded, v1alpha1.ReasonVerified)
+	_, s = u.reconcile()
+	expectCounts(t, s, 4, 0, 0, 4, 0)
+	expectSetCondition(t, s, metav1.ConditionTrue, v1alpha1.ReasonCompleted, "all 4 members succeeded")
 }
 
 // Without the right to list Nodes the set says so and starts nothing,

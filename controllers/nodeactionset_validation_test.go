@@ -129,6 +129,13 @@ func TestAdmissionRefusesBadNodeActionSets(t *testing.T) {
 				s.Spec.NodeSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"pool": "workers"}}
 				s.Spec.Node = &v1alpha1.NodeSpec{Drain: &v1alpha1.DrainSpec{TimeoutSeconds: 600}}
 			},
+			func(s *v1alpha1.NodeActionSet) {
+				// Every field of spec.node but its name, as a NodeAction takes them.
+				s.Spec.Node = &v1alpha1.NodeSpec{
+					Drain: &v1alpha1.DrainSpec{TimeoutSeconds: 120, OnTimeout: "Proceed", IgnoreDaemonSets: ptr.To(false), DeleteEmptyDirData: true,
+						PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}},
+					WaitReadySeconds: ptr.To(int32(300)), Uncordon: ptr.To(false)}
+			},
 		} {
 			s := admissionSet(ns, "good-"+string(rune('a'+i)))
 			mutate(s)
@@ -148,6 +155,26 @@ func TestAdmissionRefusesBadNodeActionSets(t *testing.T) {
 		}
 		if got.Spec.Windows[2].TimeZone != "UTC" {
 			t.Errorf("a window's timeZone defaults to %q, want UTC", got.Spec.Windows[2].TimeZone)
+		}
+		// spec.node's defaults are a NodeAction's, and so is its member.
+		if err := k8s.Get(ctx, keyOf(admissionSet(ns, "good-d")), got); err != nil {
+			t.Fatal(err)
+		}
+		if n := got.Spec.Node; n == nil || n.Drain.OnTimeout != "Fail" || n.Drain.IgnoreDaemonSets == nil || !*n.Drain.IgnoreDaemonSets ||
+			n.WaitReadySeconds == nil || *n.WaitReadySeconds != 900 || n.Uncordon == nil || !*n.Uncordon {
+			t.Errorf("spec.node defaults not applied: %+v", n)
+		}
+		if err := k8s.Get(ctx, keyOf(admissionSet(ns, "good-e")), got); err != nil {
+			t.Fatal(err)
+		}
+		member := memberFor(got, setTarget{nodeID: "41"}, "")
+		member.OwnerReferences, member.Finalizers = nil, nil
+		if err := k8s.Create(ctx, member); err != nil {
+			t.Errorf("the member of a set with every spec.node field refused: %v", err)
+		}
+		if n := member.Spec.Node; n == nil || n.Drain.OnTimeout != "Proceed" || *n.Drain.IgnoreDaemonSets || !n.Drain.DeleteEmptyDirData ||
+			n.Drain.PodSelector == nil || *n.WaitReadySeconds != 300 || *n.Uncordon {
+			t.Errorf("member spec.node %+v, want the set's", n)
 		}
 	})
 }

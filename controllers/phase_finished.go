@@ -34,9 +34,14 @@ func (s *step) beginRun() {
 // startRun begins a run: the first one, or a new spec.runID.
 func (s *step) startRun() {
 	st := &s.na.Status
-	// Attempt ids are numbered over all runs, so none is ever reused.
+	// Attempt ids are numbered over all runs, so none is ever reused. A
+	// Node an earlier run cordoned stays the operator's to uncordon.
+	var node *v1alpha1.NodeStatus
+	if st.Node != nil && st.Node.Cordoned {
+		node = &v1alpha1.NodeStatus{Name: st.Node.Name, Cordoned: true}
+	}
 	*st = v1alpha1.NodeActionStatus{RunID: s.na.Spec.RunID, StartTime: ptrTime(s.metaNow()), History: st.History, Conditions: st.Conditions,
-		TotalAttempts: max(st.TotalAttempts, st.Attempts)}
+		TotalAttempts: max(st.TotalAttempts, st.Attempts), Node: node}
 	removeCondition(s.na, v1alpha1.ConditionSubmitted)
 	progress(s.na, v1alpha1.PhasePending, v1alpha1.ReasonPending, "waiting to submit")
 }

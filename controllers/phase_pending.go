@@ -43,7 +43,22 @@ func (s *step) handlePending(ctx context.Context, t target) (ctrl.Result, error)
 		progress(s.na, v1alpha1.PhasePending, v1alpha1.ReasonNodeBusy, msg)
 		return s.bound(ctrl.Result{RequeueAfter: waitForNode}), nil
 	}
-	return s.submit(ctx, t)
+	if !s.withNode() {
+		return s.submit(ctx, t)
+	}
+	if !s.r.Nodes {
+		stall(s.na, v1alpha1.ReasonNodeUnresolved, "spec.node needs an operator that may list, watch and patch Kubernetes Nodes, "+
+			"and this one may not (an install that serves one namespace); nothing was sent. Use the cluster-wide install, or remove spec.node in a new NodeAction")
+		return s.bound(ctrl.Result{RequeueAfter: waitForConfig}), nil
+	}
+	node, res, ok := s.resolveNode(ctx, t)
+	if !ok {
+		return s.bound(res), nil
+	}
+	if s.na.Spec.Node.Drain != nil {
+		return s.startDrain(ctx, t, node)
+	}
+	return s.submitWithNode(ctx, t, node)
 }
 
 // submit takes a slot of the Provider's request budget, records the intent
@@ -71,6 +86,7 @@ func (s *step) submit(ctx context.Context, t target) (ctrl.Result, error) {
 	st.ProviderAction = t.driver.Capabilities().Describe(t.req)
 	st.ProviderActionID = ""
 	st.ProviderStartTime = nil
+	st.ProviderProgress = ""
 	removeCondition(na, v1alpha1.ConditionSubmitted)
 	wait := sendAt.Sub(s.now)
 	later := wait > s.r.Drivers.MaxRateWait()
@@ -146,11 +162,15 @@ func (s *step) answer(ctx context.Context, t target, sub provider.Submission, er
 			s.event(corev1.EventTypeNormal, "Adopted", "Lookup", "%s", msg)
 		}
 		if sub.Done != nil {
+			done := *sub.Done
+			done.Message = msg + ": " + done.Message
+			if done.State == provider.StateFailed {
+				// Failed in the answer that accepted it: the same
+				// provider-reported failure as one seen later.
+				return s.failed(ctx, t, done)
+			}
 			// Accepted and done in one answer: one event tells both.
-			done := outcomeOf(*sub.Done)
-			done.message = msg + ": " + done.message
-			s.end(done)
-			return ctrl.Result{}
+			return s.providerDone(ctx, t, outcomeOf(done))
 		}
 		if !adopted {
 			s.event(corev1.EventTypeNormal, "Submitted", "Submit", "%s", msg)

@@ -22,7 +22,7 @@ func (s *step) handleRunning(ctx context.Context, t target) (ctrl.Result, error)
 			return s.bound(ctrl.Result{RequeueAfter: wait}), nil
 		}
 	}
-	sub := provider.Submission{Request: t.req, ActionID: st.ProviderActionID}
+	sub := provider.Submission{Request: t.req, ActionID: st.ProviderActionID, Progress: st.ProviderProgress}
 	switch {
 	case st.ProviderStartTime != nil:
 		sub.StartedAt = st.ProviderStartTime.Time
@@ -39,21 +39,38 @@ func (s *step) handleRunning(ctx context.Context, t target) (ctrl.Result, error)
 			s.end(failure(reasonFor(pe.Class), fmt.Sprintf("following %s: %s", st.ProviderAction, describeError(pe))))
 			return ctrl.Result{}, nil
 		}
+		if pe.NotSent && pe.Class == provider.RateLimited {
+			// The Provider's own budget said not now: nothing to tell,
+			// come back when it has a slot.
+			return s.bound(ctrl.Result{RequeueAfter: s.schedulePollAt(t, max(pe.RetryAfter, 10*time.Millisecond))}), nil
+		}
 		wait := max(pe.RetryAfter, s.schedulePoll(t))
 		progress(na, v1alpha1.PhaseRunning, reasonFor(pe.Class), fmt.Sprintf("reading the action's status failed (%s); trying again", describeError(pe)))
 		return s.bound(ctrl.Result{RequeueAfter: wait}), nil
 	}
+	if as.Progress != "" {
+		st.ProviderProgress = as.Progress
+	}
 	switch as.State {
 	case provider.StateSucceeded:
-		s.end(outcomeOf(as))
-		return ctrl.Result{}, nil
+		return s.providerDone(ctx, t, outcomeOf(as)), nil
 	case provider.StateFailed:
 		return s.failed(ctx, t, as), nil
 	}
 	if s.escalationDue() {
 		return s.escalate(ctx, t)
 	}
+	if as.Class == provider.Verifying && s.provesByNode(t) {
+		// The provider cannot show the effect yet (or ever, as E2E's quick
+		// reboots): a Node back with a new bootID shows it.
+		if node, err := s.getNode(ctx); err == nil && node != nil && node.Status.NodeInfo.BootID != na.Status.Node.BootID {
+			return s.startWaitForNode(t, outcome{succeeded: true, reason: v1alpha1.ReasonAcceptedUnverified, message: as.Message}), nil
+		}
+	}
 	progress(na, v1alpha1.PhaseRunning, reasonFor(as.Class), as.Message)
+	if as.Watch {
+		return s.bound(ctrl.Result{RequeueAfter: s.schedulePollAt(t, s.pollBase(t))}), nil
+	}
 	return s.bound(ctrl.Result{RequeueAfter: s.schedulePoll(t)}), nil
 }
 
@@ -95,21 +112,21 @@ func (s *step) escalationDue() bool {
 		!s.now.Before(st.SubmittedAt.Add(time.Duration(esc.PowerOffAfterSeconds)*time.Second))
 }
 
-// escalate follows the shutdown with power_off, through the same
+// escalate follows the shutdown with the provider's hard power off (prepare
+// refused an escalation where there is none), through the same
 // record-intent-then-call path as the first submission.
 func (s *step) escalate(ctx context.Context, t target) (ctrl.Result, error) {
 	na := s.na
-	req, err := provider.Resolve(t.driver.Capabilities(), na.Spec.NodeID, "power_off", nil)
+	caps := t.driver.Capabilities()
+	req, err := provider.Resolve(caps, na.Spec.NodeID, caps.HardPowerOff, nil)
 	if err != nil {
-		msg := fmt.Sprintf("shutdown has not powered the VM off after %ds, and %s has no hard power_off to escalate to",
-			na.Spec.Escalation.PowerOffAfterSeconds, t.provider.Spec.Type)
-		na.Status.EscalatedAt = ptrTime(s.metaNow())
-		progress(na, v1alpha1.PhaseRunning, v1alpha1.ReasonInProgress, msg)
-		return s.bound(ctrl.Result{RequeueAfter: s.schedulePoll(t)}), nil
+		pe := provider.AsError(err)
+		s.end(failure(reasonFor(pe.Class), fmt.Sprintf("escalating the shutdown: %s", pe.Message)))
+		return ctrl.Result{}, nil
 	}
 	na.Status.EscalatedAt = ptrTime(s.metaNow())
 	s.event(corev1.EventTypeWarning, v1alpha1.ReasonEscalated, "Escalate",
-		"shutdown has not powered the VM off after %ds; sending power_off", na.Spec.Escalation.PowerOffAfterSeconds)
+		"shutdown has not powered the VM off after %ds; sending %s", na.Spec.Escalation.PowerOffAfterSeconds, caps.HardPowerOff)
 	t.req = req
 	return s.handlePending(ctx, t)
 }

@@ -89,8 +89,7 @@ func (s *step) lookup(ctx context.Context, t target) (ctrl.Result, error) {
 	switch {
 	case pe.Class == provider.SubmissionUnknown:
 		st.Attempts++ // it may have reached the provider
-		s.unknown(t, pe.Message)
-		return ctrl.Result{}, nil
+		return s.unknownUnlessNodeProves(t, pe.Message), nil
 	case pe.Class == provider.AuthFailed:
 		return s.credentialsRejected(ctx, t, pe, "looking up attempt "+st.AttemptID), nil
 	case pe.Kind == provider.Terminal:
@@ -181,9 +180,20 @@ func (s *step) judged(ctx context.Context, t target, v verdict) (ctrl.Result, er
 		return s.handlePending(ctx, t)
 	default:
 		st.Attempts++ // it may have reached the provider
-		s.unknown(t, v.why)
-		return ctrl.Result{}, nil
+		return s.unknownUnlessNodeProves(t, v.why), nil
 	}
+}
+
+// unknownUnlessNodeProves stops the run for a person, unless the Node can
+// still prove the attempt ran: for an action that restarts the guest, a new
+// bootID after the intent does (phase_waitingfornode.go).
+func (s *step) unknownUnlessNodeProves(t target, why string) ctrl.Result {
+	if s.provesByNode(t) {
+		return s.startWaitForNode(t, outcome{reason: outcomeUnknown,
+			message: fmt.Sprintf("%s cannot tell whether attempt %s reached it (%s)", t.provider.Spec.Type, s.na.Status.AttemptID, why)})
+	}
+	s.unknown(t, why)
+	return ctrl.Result{}
 }
 
 // unknown stops the run for a person: whether the attempt reached the

@@ -62,7 +62,9 @@ func TestStaleRetryAnnotationNeverSubmitsALaterRun(t *testing.T) {
 	startManagerIn(t, ns)
 	createProvider(t, ns, "e2e", v1alpha1.ProviderE2E)
 	id := "102777"
-	cloud.AddVM(fakecloud.VM{ID: id, ActionDuration: 200 * time.Millisecond})
+	vm := fakecloud.VM{ID: id}
+	e2eWorkflow(&vm)
+	cloud.AddVM(vm)
 	loseNextAnswer := func() {
 		cloud.InjectFault(fakecloud.Fault{Skin: "e2e", PathContains: "/nodes/" + id + "/", ActionOnly: true, Times: 1, Mode: fakecloud.AcceptThenDrop})
 	}

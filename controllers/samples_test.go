@@ -82,15 +82,17 @@ var sampleOutcomes = map[string]sampleOutcome{
 		}},
 	"digitalocean-missing-droplet": {skin: "digitalocean", node: demo.DropletMissing, stalled: true, reason: v1alpha1.ReasonNodeNotFound,
 		providerAction: "reboot", messageParts: []string{"could not be found", "HTTP 404"}},
+	"digitalocean-node-reboot": {skin: "digitalocean", node: demo.DropletNode, reason: v1alpha1.ReasonCompleted,
+		providerAction: "reboot", effect: samplesBooted},
 	"digitalocean-ratelimited": {skin: "digitalocean", node: demo.DropletRateLimited, reason: v1alpha1.ReasonCompleted,
 		providerAction: "reboot", effect: samplesBooted, rateLimited: true},
 	"senlin-reboot": {skin: "senlin", node: demo.SenlinReboot, reason: v1alpha1.ReasonCompleted,
 		providerAction: "recover REBOOT SOFT", effect: samplesBooted},
 	"senlin-rebuild": {skin: "senlin", node: demo.SenlinRebuild, reason: v1alpha1.ReasonCompleted,
 		providerAction: "recover REBUILD", effect: samplesReinstalled},
-	"e2e-reboot": {skin: "e2e", node: demo.E2EReboot, reason: v1alpha1.ReasonAcceptedUnverified,
+	"e2e-reboot": {skin: "e2e", node: demo.E2EReboot, reason: v1alpha1.ReasonCompleted,
 		providerAction: "reboot", effect: samplesBooted},
-	"e2e-reinstall": {skin: "e2e", node: demo.E2EReinstall, reason: v1alpha1.ReasonAcceptedUnverified,
+	"e2e-reinstall": {skin: "e2e", node: demo.E2EReinstall, reason: v1alpha1.ReasonCompleted,
 		providerAction: "reinstall", effect: samplesReinstalled},
 	"cloudsfor-reboot": {skin: "cloudsfor", node: demo.CloudsForReboot, reason: v1alpha1.ReasonCompleted,
 		providerAction: "reboot", effect: samplesBooted},
@@ -122,6 +124,11 @@ func TestSamples(t *testing.T) {
 	demo.Seed(cloud)
 	fault := cloud.InjectFault(demo.RateLimitFault())
 	logFrom := len(cloud.Log())
+	// The Node make demo creates on the node-reboot sample's droplet, with
+	// a pod to drain and its kubelet played.
+	kubeNode(t, demo.NodeName, "", "digitalocean://"+demo.DropletNode, demo.DropletNode)
+	pod := podOn(t, ns, "web-7d4b9c-x2x9k", demo.NodeName, "ReplicaSet", "web-7d4b9c", nil)
+	startKubelet(t, cloud, time.Second, demo.NodeName)
 	startManager(t)
 
 	dir := samplesRewritten(t, cloudURL)
@@ -155,6 +162,11 @@ func TestSamples(t *testing.T) {
 	}
 
 	t.Run("workers-reboot", func(t *testing.T) { samplesCheckSet(t, ns, log) })
+
+	// The node-reboot sample drained its Node and left it uncordoned.
+	if podExists(t, pod) || getNode(t, demo.NodeName).Spec.Unschedulable {
+		t.Errorf("after the node-reboot sample: pod there=%v (want evicted), Node cordoned=%v (want not)", podExists(t, pod), getNode(t, demo.NodeName).Spec.Unschedulable)
+	}
 
 	// The rate-limited sample met the 429 and said so, in its events too.
 	if fault.Hits() != 1 {

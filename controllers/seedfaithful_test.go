@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -16,18 +17,19 @@ import (
 // the workflow later (seed 000). A NodeAction that reports Ready before the
 // node was reinstalled releases the node's queue while the wipe is ahead.
 func TestE2EReinstallIsNotReadyWhileTheReinstallIsAhead(t *testing.T) {
-	t.Skip("issue 13: fails until the driver is fixed; remove this skip")
 	t.Parallel()
 	wc := newWorldCloud(t, fakecloud.FaithfulWorld())
 	ns := newNamespace(t)
 	startManagerIn(t, ns)
 	createProviderAt(t, ns, "e2e", v1alpha1.ProviderE2E, wc.url)
 	const id = "9301"
-	wc.cloud.AddVM(fakecloud.VM{ID: id})
+	wc.cloud.AddVM(fakecloud.VM{ID: id, ActionDuration: 5 * time.Second}) // a reinstall takes its time
 	na := nodeAction(ns, "reinstall", "e2e", id, "reinstall")
 	na.Spec.Confirm = id
 	create(t, na)
-	na = finished(t, na, 60*time.Second)
+	if !waitUntil(60*time.Second, func() bool { return k8s.Get(context.Background(), keyOf(na), na) == nil && na.Status.Phase.Finished() }) {
+		t.Fatalf("not finished after 60s: %s: %s; what the cloud did:\n%s", readyReason(na), na.Status.Message, wc.cloud.Story(id))
+	}
 	vm, _ := wc.cloud.VM(id)
 	if na.Status.Phase == v1alpha1.PhaseSucceeded && vm.Reinstalls != 1 {
 		t.Fatalf("the NodeAction ended Succeeded (%s: %q) while node %s was not reinstalled yet (reinstalls=%d); what the cloud did:\n%s",
@@ -40,7 +42,6 @@ func TestE2EReinstallIsNotReadyWhileTheReinstallIsAhead(t *testing.T) {
 // accepts it (seed 002). That is the same provider-reported failure as one
 // that errors later: it is retried under backoffLimit.
 func TestCloudsForActionErroredInItsAcceptingAnswerIsRetried(t *testing.T) {
-	t.Skip("issue 13: fails until the driver is fixed; remove this skip")
 	t.Parallel()
 	// The suite's cloud: this is about the retry, not about list order.
 	wc := suiteWorldCloud()

@@ -4,6 +4,9 @@ package controllers
 import (
 	"context"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+
 	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -25,6 +28,8 @@ const (
 	// indexNodeID finds the NodeActions of every namespace on one VM id,
 	// to tell which provider actions are already someone's.
 	indexNodeID = "spec.nodeID"
+	// indexKubeNode finds the NodeActions caring for a Kubernetes Node.
+	indexKubeNode = "status.node.name"
 )
 
 func providerNodeKey(na *v1alpha1.NodeAction) string {
@@ -54,7 +59,19 @@ func (r *NodeActionReconciler) SetupWithManager(mgr ctrl.Manager, opts controlle
 	}); err != nil {
 		return err
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	if err := idx.IndexField(ctx, &v1alpha1.NodeAction{}, indexKubeNode, func(o client.Object) []string {
+		if name := o.(*v1alpha1.NodeAction).Status.Node.GetName(); name != "" {
+			return []string{name}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	b := ctrl.NewControllerManagedBy(mgr)
+	if r.Nodes {
+		b = b.Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.caringForNode), builder.WithPredicates(nodeChanged()))
+	}
+	return b.
 		For(&v1alpha1.NodeAction{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Watches(&v1alpha1.Provider{}, handler.EnqueueRequestsFromMapFunc(r.waitingOnProvider),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
@@ -86,6 +103,48 @@ func (r *NodeActionReconciler) queuedOnNode(ctx context.Context, o client.Object
 		return nil
 	}
 	return unfinished(list)
+}
+
+// MayWatchNodes asks the API server whether the manager may list and watch
+// Kubernetes Nodes (an install that serves one namespace may not).
+func MayWatchNodes(ctx context.Context, c client.Client) (bool, error) {
+	for _, verb := range []string{"list", "watch", "patch"} {
+		r := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Resource: "nodes", Verb: verb}}}
+		if err := c.Create(ctx, r); err != nil {
+			return false, err
+		}
+		if !r.Status.Allowed {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// caringForNode maps a Kubernetes Node to the unfinished NodeActions that
+// drain it or wait for it.
+func (r *NodeActionReconciler) caringForNode(ctx context.Context, o client.Object) []reconcile.Request {
+	list := &v1alpha1.NodeActionList{}
+	if err := r.Client.List(ctx, list, client.MatchingFields{indexKubeNode: o.GetName()}); err != nil {
+		return nil
+	}
+	return unfinished(list)
+}
+
+// nodeChanged passes the Node changes a NodeAction waits for: readiness,
+// bootID, schedulability, deletion (not the kubelet's heartbeats).
+func nodeChanged() predicate.Funcs {
+	return predicate.Funcs{
+		CreateFunc:  func(event.CreateEvent) bool { return true },
+		DeleteFunc:  func(event.DeleteEvent) bool { return true },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, ok1 := e.ObjectOld.(*corev1.Node)
+			n, ok2 := e.ObjectNew.(*corev1.Node)
+			return ok1 && ok2 && (o.Status.NodeInfo.BootID != n.Status.NodeInfo.BootID || nodeReady(o) != nodeReady(n) ||
+				o.Spec.Unschedulable != n.Spec.Unschedulable)
+		},
+	}
 }
 
 func unfinished(list *v1alpha1.NodeActionList) []reconcile.Request {

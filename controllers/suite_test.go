@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
@@ -147,7 +148,7 @@ func startManagerWith(t *testing.T, ns string) running {
 		t.Fatal(err)
 	}
 	nar := &NodeActionReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Drivers: drivers,
-		Recorder: mgr.GetEventRecorder("nodeaction-operator")}
+		Recorder: mgr.GetEventRecorder("nodeaction-operator"), Kube: kubernetes.NewForConfigOrDie(restConfig), Nodes: true}
 	if err := nar.SetupWithManager(mgr, opts); err != nil {
 		t.Fatal(err)
 	}

@@ -6,8 +6,10 @@
 #       127.0.0.1:18080, installs the CRDs, runs the manager (bin/manager),
 #       applies config/samples and shows them run: a NodeActionSet reboots
 #       six droplets two at a time; of the NodeActions most reach Ready, one
-#       fails (Stalled, NodeNotFound) and one meets a rate limit first
-#       (RateLimited). Everything stays up afterwards.
+#       reboots a Kubernetes Node (drained first, back with a new bootID
+#       after; fakecloud plays its kubelet), one fails (Stalled,
+#       NodeNotFound) and one meets a rate limit first (RateLimited).
+#       Everything stays up afterwards.
 # down  stops what up started and removes .demo/.
 #
 # State, logs and process ids live in .demo/ (git-ignored).
@@ -202,8 +204,8 @@ up() {
 	wait_for "kube-apiserver to answer" 30 localcluster kc get --raw /readyz
 	info "$(grep -o 'kube-apiserver https[^ ]* is up after .*' "$DEMO/localcluster.log" || true)"
 
-	step "Starting fakecloud on $FAKECLOUD (demo VMs for all five provider APIs; log: .demo/fakecloud.log)"
-	start fakecloud "$DEMO/fakecloud.log" "$BIN/fakecloud" --addr "$FAKECLOUD_ADDR"
+	step "Starting fakecloud on $FAKECLOUD (demo VMs for all five provider APIs, and the kubelet of the demo Node; log: .demo/fakecloud.log)"
+	start fakecloud "$DEMO/fakecloud.log" "$BIN/fakecloud" --addr "$FAKECLOUD_ADDR" --kubeconfig "$KCFG"
 	wait_for "fakecloud" 20 fakecloud curl -sf "$FAKECLOUD/fakecloud/vms"
 	info "$(curl -sf "$FAKECLOUD/fakecloud/vms" | grep -o '"ID"' | wc -l) VMs, each action takes 3s"
 
@@ -225,6 +227,30 @@ up() {
 {"skin": "digitalocean", "method": "POST", "pathContains": "/droplets/3164497/actions", "actionOnly": true, "times": 1, "mode": "reject", "status": 429, "retryAfter": 5, "body": "{\"id\":\"too_many_requests\",\"message\":\"API Rate limit exceeded.\"}"}
 JSON
 	# END rate-limit fault
+
+	step "A Kubernetes Node on droplet 3164493, with a pod of a ReplicaSet on it (fakecloud plays its kubelet)"
+	kc apply -f - >/dev/null <<'YAML'
+apiVersion: v1
+kind: Node
+metadata:
+  name: demo-worker-1
+spec:
+  providerID: digitalocean://3164493
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web-7d4b9c-x2x9k
+  namespace: default
+  ownerReferences:
+  - {apiVersion: apps/v1, kind: ReplicaSet, name: web-7d4b9c, uid: 6b1d3c2e-0000-4000-8000-000000000001, controller: true}
+spec:
+  nodeName: demo-worker-1
+  containers:
+  - {name: web, image: registry.example/web:1}
+YAML
+	wait_for "the demo Node to be Ready" 20 fakecloud kc wait --for=condition=Ready --timeout=1s node/demo-worker-1
+	show get nodes -o wide
 
 	step "Applying the samples: kubectl apply -k config/samples"
 	show apply -k "$ROOT/config/samples"
@@ -263,7 +289,8 @@ JSON
 	show wait --for=condition=Ready --timeout="${WAIT}s" \
 		nodeaction/digitalocean-reboot nodeaction/digitalocean-rename nodeaction/digitalocean-resize nodeaction/digitalocean-ratelimited \
 		nodeaction/senlin-reboot nodeaction/senlin-rebuild nodeaction/e2e-reboot nodeaction/e2e-reinstall \
-		nodeaction/cloudsfor-reboot nodeaction/cloudsfor-resize nodeaction/openscaler-reboot nodeaction/openscaler-shutdown
+		nodeaction/cloudsfor-reboot nodeaction/cloudsfor-resize nodeaction/openscaler-reboot nodeaction/openscaler-shutdown \
+		nodeaction/digitalocean-node-reboot
 
 	step "The NodeAction meant to fail is Stalled: droplet 3164999 does not exist"
 	show wait --for=condition=Stalled --timeout="${WAIT}s" nodeaction/digitalocean-missing-droplet
@@ -272,6 +299,10 @@ JSON
 
 	step "All NodeActions at the end (the set's members included)"
 	show get nodeactions -o wide
+
+	step "The Node the reboot drained: cordoned, drained, rebooted (a new bootID), uncordoned"
+	show describe node demo-worker-1
+	show get pods -n default
 
 	step "The rate-limited one's story, from kubectl describe"
 	show describe nodeaction/digitalocean-ratelimited

@@ -29,16 +29,19 @@ const (
 	ReasonVerifying        = "Verifying"
 	ReasonEscalated        = "Escalated"
 	ReasonAccepted         = "Accepted"
-	// ReasonCredentialsRejected: the provider refused the credentials while
-	// an accepted action was being followed or looked up. The action may
-	// still be running; the NodeAction waits (Stalled) until the Secret
-	// holds working credentials, then resumes without a new call.
+	// Refused credentials while an accepted action is followed or looked
+	// up: it may still run, so the NodeAction waits (Stalled) for working
+	// credentials, then resumes without a new call.
 	ReasonCredentialsRejected = "CredentialsRejected"
+	ReasonDraining            = "Draining"       // the Kubernetes Node is cordoned and being drained
+	ReasonWaitingForNode      = "WaitingForNode" // the provider is done; the Node is not back yet
+	ReasonNodeUnresolved      = "NodeUnresolved" // no Node (or more than one) is on the VM
 
 	// Success (Ready=True).
 	ReasonCompleted          = "Completed"
 	ReasonAcceptedUnverified = "AcceptedUnverified"
 	ReasonAlreadyInState     = "AlreadyInState"
+	ReasonVerified           = "Verified" // the Node came back with a new bootID: the action that restarts the guest ran
 
 	// Terminal failure (Stalled=True).
 	ReasonProviderFailed       = "ProviderFailed"
@@ -51,6 +54,9 @@ const (
 	ReasonDeadlineExceeded     = "DeadlineExceeded"
 	ReasonBackoffLimitExceeded = "BackoffLimitExceeded"
 	ReasonSubmissionUnknown    = "SubmissionUnknown"
+	ReasonNodeMismatch         = "NodeMismatch"    // the Node named in spec.node is on another VM
+	ReasonDrainTimeout         = "DrainTimeout"    // pods were still on the Node after the drain's timeout
+	ReasonNodeNotReturned      = "NodeNotReturned" // the Node was not back within spec.node.waitReadySeconds
 
 	// NodeActionSet only. A set that finished with every member succeeded
 	// is Ready=True with reason Completed.

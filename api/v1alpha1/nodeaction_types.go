@@ -346,6 +346,14 @@ type NodeStatus struct {
 	Outcome string `json:"outcome,omitempty"`
 }
 
+// GetName is the Node's name, "" for a nil status.
+func (n *NodeStatus) GetName() string {
+	if n == nil {
+		return ""
+	}
+	return n.Name
+}
+
 // RunRecord is the outcome of an earlier run (an earlier spec.runID).
 type RunRecord struct {
 	// runID of that run.
@@ -388,6 +396,12 @@ type NodeActionStatus struct {
 	// API gives one.
 	// +optional
 	ProviderActionID string `json:"providerActionID,omitempty"`
+
+	// providerProgress is what the driver has seen of the action so far
+	// (for example that an E2E node was seen leaving its steady state),
+	// kept so that a restart does not forget it.
+	// +optional
+	ProviderProgress string `json:"providerProgress,omitempty"`
 
 	// providerStartTime is when the provider says the action started.
 	// +optional

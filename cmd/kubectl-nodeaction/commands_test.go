@@ -98,7 +98,7 @@ func TestRunRefusals(t *testing.T) {
 // attempt id from status, and the operator makes exactly one more call.
 func TestRetryAfterSubmissionUnknown(t *testing.T) {
 	const id = "9601"
-	cloud.AddVM(fakecloud.VM{ID: id, ActionDuration: 300 * time.Millisecond})
+	cloud.AddVM(fakecloud.VM{ID: id, ActionDuration: 3 * time.Second}) // E2E proves a reboot by its workflow, seen between polls
 	cloud.InjectFault(fakecloud.Fault{PathContains: "/" + id + "/", ActionOnly: true, Times: 1, Mode: fakecloud.AcceptThenDrop})
 	r := kubectlNodeaction(t, oliviaConfig, "", "run", "reboot", "--provider", "e2e", id)
 	if r.err != nil {

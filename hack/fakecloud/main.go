@@ -26,8 +26,12 @@ import (
 	"syscall"
 	"time"
 
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
 	"github.com/nodeaction/nodeaction-operator/internal/fakecloud"
 	"github.com/nodeaction/nodeaction-operator/internal/fakecloud/demo"
+	"github.com/nodeaction/nodeaction-operator/internal/fakekubelet"
 )
 
 func main() {
@@ -42,6 +46,8 @@ func main() {
 		seed           = flag.Uint64("seed", 1, "The seed of --adversarial: the same seed and the same requests give the same choices.")
 		credsFile      = flag.String("credentials", "", "JSON file of the credentials to accept (the fields of fakecloud.Credentials). Default: the demo credentials in config/samples.")
 		quiet          = flag.Bool("quiet", false, "Do not log requests.")
+		kubeconfig     = flag.String("kubeconfig", "", "Also play the kubelets of the Kubernetes Nodes on fakecloud's VMs in the cluster this kubeconfig names (a Node is a VM's by its compute.nodeaction.dev/vm annotation or a digitalocean:// providerID): a VM that boots again gives its Node a new bootID and takes it NotReady for --node-boot-delay; pods being deleted on those Nodes are let go. For the demo, whose API server runs no kubelet.")
+		nodeBootDelay  = flag.Duration("node-boot-delay", 3*time.Second, "With --kubeconfig: how long a Node stays NotReady after its VM booted again.")
 	)
 	flag.Usage = func() {
 		out := flag.CommandLine.Output()
@@ -137,6 +143,14 @@ Flags:
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *kubeconfig != "" {
+		k, err := kubelets(*kubeconfig, cloud, *nodeBootDelay)
+		if err != nil {
+			logger.Fatalf("--kubeconfig: %v", err)
+		}
+		go k.Run(ctx)
+		logger.Printf("playing the kubelets of the Nodes on its VMs (boot delay %s)", *nodeBootDelay)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -152,6 +166,21 @@ Flags:
 	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		logger.Printf("shutdown: %v", err)
 	}
+}
+
+// kubelets plays the kubelets of the Nodes on cloud's VMs in the cluster
+// kubeconfig names.
+func kubelets(kubeconfig string, cloud *fakecloud.Cloud, bootDelay time.Duration) (*fakekubelet.Kubelet, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.New(cfg, client.Options{})
+	if err != nil {
+		return nil, err
+	}
+	return &fakekubelet.Kubelet{Client: c, BootDelay: bootDelay, Interval: 200 * time.Millisecond,
+		VMs: func(context.Context) ([]fakecloud.VM, error) { return cloud.VMs(), nil }}, nil
 }
 
 func readCredentials(path string) (fakecloud.Credentials, error) {

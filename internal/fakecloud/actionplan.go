@@ -51,6 +51,22 @@ func (c *Cloud) addLookAlikeLocked(skin string, vm *VM, typ string, params map[s
 	}
 	before := duplicateMinBefore + d.upTo(duplicateMaxBefore-duplicateMinBefore)
 	dup := c.newActionLocked(skin, vm.ID, typ, params, now.Add(-before))
-	dup.State, dup.CompletedAt, dup.LookAlike = ActionCompleted, dup.StartedAt.Add(time.Second), true
+	dup.State, dup.CompletedAt = ActionCompleted, dup.StartedAt.Add(time.Second)
+	dup.LookAlikeBefore = before
 	d.note("look-alike: a completed %s (action %d) on VM %s, started %s before this one", typ, dup.ID, vm.ID, before.Round(time.Millisecond))
+}
+
+// LookAlikes counts the look-alikes the adversary planted on a VM dated
+// less than within before the action they imitate: a client that allows
+// for clock skew cannot tell those from the action itself by their times.
+func (c *Cloud) LookAlikes(vmID string, within time.Duration) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, a := range c.actions {
+		if a.VMID == vmID && a.LookAlikeBefore > 0 && a.LookAlikeBefore < within {
+			n++
+		}
+	}
+	return n
 }

@@ -111,9 +111,10 @@ type Action struct {
 	ShownAt time.Time
 	// ListedAt is when action lists start to show it.
 	ListedAt time.Time
-	// LookAlike marks an action the adversary planted in the history,
-	// which no request started.
-	LookAlike bool
+	// LookAlikeBefore, on a look-alike the adversary planted in the
+	// history (which no request started), is how long before the action it
+	// imitates it is dated; zero on every other action.
+	LookAlikeBefore time.Duration
 
 	duration time.Duration
 	// readyShare is the share of its run a Senlin action spends READY.

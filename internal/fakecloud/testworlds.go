@@ -24,8 +24,8 @@ import (
 // adversarialByDefault to true: the harnesses then run the faithful world
 // and every seed of AdversarialSeeds in a plain `make test`.
 const (
-	compatByDefault      = true
-	adversarialByDefault = false
+	compatByDefault      = false
+	adversarialByDefault = true
 )
 
 // AdversarialSeeds are the seeds of the adversarial worlds harnesses run.

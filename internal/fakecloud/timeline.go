@@ -17,7 +17,7 @@ func (c *Cloud) PeakConcurrent(keep func(vmID string) bool) (int, time.Time) {
 	var edges []edge
 	now := c.now()
 	for _, a := range c.Actions() {
-		if a.LookAlike || (keep != nil && !keep(a.VMID)) {
+		if a.LookAlikeBefore > 0 || (keep != nil && !keep(a.VMID)) {
 			continue
 		}
 		end := a.CompletedAt

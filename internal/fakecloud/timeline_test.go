@@ -15,7 +15,7 @@ func TestPeakConcurrent(t *testing.T) {
 		{VMID: "b", StartedAt: at(5), CompletedAt: at(12)},
 		{VMID: "c", StartedAt: at(10), CompletedAt: at(20)}, // starts as a ends: no overlap with a
 		{VMID: "d", StartedAt: at(11)},                      // still running
-		{VMID: "e", StartedAt: at(11), CompletedAt: at(30), LookAlike: true},
+		{VMID: "e", StartedAt: at(11), CompletedAt: at(30), LookAlikeBefore: time.Second},
 		{VMID: "x", StartedAt: at(11), CompletedAt: at(30)},
 	} {
 		a := a

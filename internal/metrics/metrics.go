@@ -43,10 +43,11 @@ var (
 		Help: "Seconds NodeActions were told to wait by a rate limit (client-side budget or the provider's 429), by provider.",
 	}, []string{"namespace", "provider"})
 
-	// InFlight is the number of NodeActions submitted or running.
+	// InFlight is the number of NodeActions under way: draining their
+	// Node, submitted, running, or waiting for their Node to come back.
 	InFlight = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "nodeaction_inflight_actions",
-		Help: "NodeActions being submitted or followed now, by namespace and provider.",
+		Help: "NodeActions under way now (draining, submitting, running, waiting for their Node), by namespace and provider.",
 	}, []string{"namespace", "provider"})
 )
 

@@ -93,6 +93,10 @@ type Submission struct {
 	// Done is set when the provider call itself already finished the action
 	// (synchronous APIs, or an action that changed nothing).
 	Done *ActionStatus
+	// Progress is what the driver has seen of the action so far, as its
+	// last ActionStatus said (opaque to the caller, who keeps it across
+	// restarts and hands it back).
+	Progress string
 }
 
 // State is where an action is.
@@ -115,6 +119,12 @@ type ActionStatus struct {
 	Message string
 	// CompletedAt is when the provider says the action ended, if it says.
 	CompletedAt time.Time
+	// Progress, when set, replaces what the caller keeps of the action
+	// (Submission.Progress): what the driver has seen so far.
+	Progress string
+	// Watch asks the caller to look again at the Provider's poll interval,
+	// not later: something brief is expected (a transient state to see).
+	Watch bool
 }
 
 // Capabilities says what a driver can do.
@@ -127,6 +137,11 @@ type Capabilities struct {
 	// DescribeFunc, when set, names what a request sends more precisely than
 	// its action name.
 	DescribeFunc func(Request) string
+	// HardPowerOff is the native action that forces a VM off: what
+	// spec.escalation follows a shutdown with. Empty when the provider has
+	// none (its power_off is the graceful shutdown, or it has no power
+	// actions).
+	HardPowerOff string
 }
 
 // Native is a native action plus the parameters a portable name implies
@@ -148,6 +163,9 @@ type ActionInfo struct {
 	// Idempotent: the VM's state shows whether it is done, so a lost
 	// submission can be resolved by reading the VM.
 	Idempotent bool
+	// RestartsGuest: the action boots the VM's operating system (anew):
+	// a Kubernetes Node on it comes back with a new bootID.
+	RestartsGuest bool
 }
 
 // Config is what a driver is built from: the Provider's spec, its
@@ -170,6 +188,8 @@ type Config struct {
 	HTTPClient *http.Client
 	// UserAgent identifies the operator.
 	UserAgent string
+	// Now tells the time (tests set a fake clock); nil is time.Now.
+	Now func() time.Time
 }
 
 // BatchStatuser is implemented by drivers whose API lists many actions in
@@ -180,6 +200,13 @@ type BatchStatuser interface {
 	// ActionID, in as few requests as the API allows. Submissions it does
 	// not find are left out (poll them one by one).
 	StatusBatch(ctx context.Context, subs []Submission) (map[string]ActionStatus, error)
+}
+
+// ServerIDer is implemented by drivers whose VM is known to a cloud
+// controller manager by another id than the node id: a Senlin node's Nova
+// server (physical_id), which a Node's providerID names.
+type ServerIDer interface {
+	ServerID(ctx context.Context, nodeID string) (string, error)
 }
 
 // ResolvedEndpoint is implemented by drivers whose endpoint is discovered

@@ -68,7 +68,8 @@ func (g *Gate) admit(ctx context.Context, now time.Time, maxWait time.Duration) 
 	if deadline, ok := ctx.Deadline(); ok {
 		maxWait = min(maxWait, deadline.Sub(now))
 	}
-	if IsLowPriority(ctx) {
+	lp, _ := ctx.Value(lowPriorityKey{}).(*lowPriority)
+	if lp != nil && !lp.admitted.Load() {
 		maxWait = 0
 	}
 	r := g.limiter.ReserveN(now, 1)
@@ -83,6 +84,9 @@ func (g *Gate) admit(ctx context.Context, now time.Time, maxWait time.Duration) 
 	if err := sleep(ctx, delay); err != nil {
 		r.Cancel()
 		return 0, err
+	}
+	if lp != nil {
+		lp.admitted.Store(true)
 	}
 	return 0, nil
 }
@@ -168,17 +172,22 @@ func sleep(ctx context.Context, d time.Duration) error {
 
 type lowPriorityKey struct{}
 
+// lowPriority marks a poll; admitted is set once its first request got a
+// token, after which the rest of the same poll (a read-back) may wait for
+// its tokens: a poll that only ever gets half its requests never ends.
+type lowPriority struct{ admitted atomic.Bool }
+
 // LowPriority marks requests made with ctx as ones that may wait (status
-// polls, probes): they never wait for the rate limit, so submissions and
-// lookups get the budget first.
+// polls, probes): their first request takes only a token that is free now,
+// so submissions and lookups get the budget first.
 func LowPriority(ctx context.Context) context.Context {
-	return context.WithValue(ctx, lowPriorityKey{}, true)
+	return context.WithValue(ctx, lowPriorityKey{}, &lowPriority{})
 }
 
 // IsLowPriority reports whether ctx was marked by LowPriority.
 func IsLowPriority(ctx context.Context) bool {
-	v, _ := ctx.Value(lowPriorityKey{}).(bool)
-	return v
+	_, ok := ctx.Value(lowPriorityKey{}).(*lowPriority)
+	return ok
 }
 
 // ClientOptions builds the HTTP client every driver of one Provider uses.

@@ -134,3 +134,58 @@ func TestRedact(t *testing.T) {
 		t.Fatalf("Redact: %s", got)
 	}
 }
+
+// A poll whose first request got a token may wait for the rest of its
+// requests (a read-back): were it refused half-way every time, it would
+// never end while submissions keep the budget busy.
+func TestPollThatStartedMayFinish(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	gate := NewGate(120, 1) // one every 500ms, burst 1
+	c, _ := NewHTTPClient(ClientOptions{Gate: gate, MaxWait: time.Millisecond, Timeout: time.Second})
+	poll := LowPriority(context.Background())
+	if _, err := Send(poll, c, http.MethodGet, srv.URL, nil, nil); err != nil {
+		t.Fatalf("the poll's first request, on a free token: %v", err)
+	}
+	if _, err := Send(poll, c, http.MethodGet, srv.URL, nil, nil); err != nil {
+		t.Fatalf("the same poll's read-back should wait for its token: %v", err)
+	}
+	// A new poll still steps back on an empty budget.
+	if _, err := Send(LowPriority(context.Background()), c, http.MethodGet, srv.URL, nil, nil); !IsNotSent(err) {
+		t.Fatalf("a new poll on an empty budget: %v, want refused without sending", err)
+	}
+}
+
+// A submission's requests use its reserved slot: the first waits for the
+// slot's time, and a second one (Senlin authenticates first) goes without
+// waiting, charged to the budget.
+func TestTicketedSubmission(t *testing.T) {
+	hits := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits++ }))
+	defer srv.Close()
+	gate := NewGate(60, 1) // one a second, burst 1
+	c, _ := NewHTTPClient(ClientOptions{Gate: gate, MaxWait: time.Millisecond, Timeout: time.Second})
+	now := time.Now()
+	first := gate.Reserve(now)
+	second := gate.Reserve(now)
+	if d := second.At.Sub(first.At); d < 900*time.Millisecond {
+		t.Fatalf("two slots %s apart, want a token interval", d)
+	}
+	ctx := WithTicket(context.Background(), second)
+	start := time.Now()
+	for range 2 {
+		if _, err := Send(ctx, c, http.MethodPost, srv.URL, nil, map[string]string{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if waited := time.Since(start); waited < 800*time.Millisecond || waited > 1500*time.Millisecond {
+		t.Errorf("the ticketed requests took %s, want the wait for their slot only (about 1s)", waited)
+	}
+	if hits != 2 {
+		t.Errorf("%d requests reached the server, want 2", hits)
+	}
+	// The budget was charged: an ordinary request now waits (or is refused).
+	if _, err := Send(LowPriority(context.Background()), c, http.MethodGet, srv.URL, nil, nil); !IsNotSent(err) {
+		t.Errorf("a poll right after: %v, want refused, the budget spent", err)
+	}
+}

@@ -68,3 +68,8 @@ func (c Capabilities) Repeatable(r Request) bool {
 	}
 	return info.Repeatable
 }
+
+// RestartsGuest tells whether a request boots the VM's operating system.
+func (c Capabilities) RestartsGuest(r Request) bool {
+	return c.Actions[r.Action].RestartsGuest
+}

@@ -146,10 +146,6 @@ func TestManagerServiceAccountPermissions(t *testing.T) {
 		{group: group, resource: "nodeactionsets", verb: "watch"},
 		{group: group, resource: "nodeactionsets", subresource: "status", verb: "patch", namespace: team},
 		{group: group, resource: "nodeactionsets", subresource: "finalizers", verb: "update", namespace: team},
-		// Nodes a set selects by label, read to find the VM under each.
-		{resource: "nodes", verb: "get", name: "node-1"},
-		{resource: "nodes", verb: "list"},
-		{resource: "nodes", verb: "watch"},
 		{resource: "secrets", verb: "get", namespace: team, name: "do-credentials"},
 		{group: "events.k8s.io", resource: "events", verb: "create", namespace: team},
 		{group: "events.k8s.io", resource: "events", verb: "patch", namespace: team},
@@ -159,6 +155,16 @@ func TestManagerServiceAccountPermissions(t *testing.T) {
 		{resource: "events", verb: "create", namespace: systemNamespace}, // leader election's events
 		{group: "authentication.k8s.io", resource: "tokenreviews", verb: "create"},
 		{group: "authorization.k8s.io", resource: "subjectaccessreviews", verb: "create"},
+		// spec.node: find, cordon and watch Nodes; drain them by eviction.
+		// NodeActionSets read the Nodes they select by label to find the VM
+		// under each.
+		{resource: "nodes", verb: "get", name: "node-1"},
+		{resource: "nodes", verb: "list"},
+		{resource: "nodes", verb: "watch"},
+		{resource: "nodes", verb: "patch", name: "node-1"},
+		{resource: "pods", verb: "list"},
+		{resource: "pods", subresource: "eviction", verb: "create", namespace: team, name: "web-1"},
+		{group: "apps", resource: "daemonsets", verb: "get", namespace: team, name: "agent"},
 	}
 	denied := []access{
 		// Secrets: one GET at a time, never a list or watch (so never cached), never a write.
@@ -187,9 +193,15 @@ func TestManagerServiceAccountPermissions(t *testing.T) {
 		{group: "coordination.k8s.io", resource: "leases", verb: "delete", namespace: systemNamespace, name: leaderElectionID},
 		{resource: "events", verb: "create", namespace: team},
 		{resource: "configmaps", verb: "get", namespace: systemNamespace},
-		// Nothing else.
-		{resource: "pods", verb: "list"},
+		// Pods are evicted, never deleted or written; Nodes never created or deleted.
+		{resource: "pods", verb: "delete", namespace: team, name: "web-1"},
+		{resource: "pods", verb: "update", namespace: team, name: "web-1"},
+		{resource: "pods", verb: "create", namespace: team},
 		{resource: "nodes", verb: "delete", name: "node-1"},
+		{resource: "nodes", verb: "create"},
+		{resource: "nodes", verb: "update", name: "node-1"},
+		// Nothing else.
+		{resource: "configmaps", verb: "list"},
 		{resource: "serviceaccounts", subresource: "token", verb: "create", namespace: systemNamespace, name: managerSA},
 		{group: "apps", resource: "deployments", verb: "update", namespace: systemNamespace, name: deploymentName},
 		{group: "rbac.authorization.k8s.io", resource: "clusterroles", verb: "escalate"},

@@ -117,7 +117,9 @@ func TestSetAdmissionPolicyOnUpdate(t *testing.T) {
 		change(cur)
 		return c.Update(ctx, cur)
 	}
-	paused := func(p bool) func(*v1alpha1.NodeActionSet) { return func(s *v1alpha1.NodeActionSet) { s.Spec.Paused = p } }
+	paused := func(p bool) func(*v1alpha1.NodeActionSet) {
+		return func(s *v1alpha1.NodeActionSet) { s.Spec.Paused = p }
+	}
 	for _, tc := range []struct {
 		name    string
 		c       client.Client

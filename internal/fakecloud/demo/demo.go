@@ -12,6 +12,7 @@ package demo
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/nodeaction/nodeaction-operator/internal/fakecloud"
 )
@@ -30,8 +31,15 @@ const (
 	DropletRename      = "3164495"
 	DropletResize      = "3164496" // powered off: DigitalOcean resizes only a droplet that is off
 	DropletRateLimited = "3164497"
+	// DropletNode is a Kubernetes Node (NodeName): its sample drains it,
+	// reboots it and waits for it to come back.
+	DropletNode = "3164493"
 	// DropletMissing is not in the cloud: its sample ends Stalled with NodeNotFound.
 	DropletMissing = "3164999"
+
+	// NodeName is the Kubernetes Node on DropletNode (make demo creates it;
+	// fakecloud --kubeconfig plays its kubelet).
+	NodeName = "demo-worker-1"
 
 	// Senlin nodes (UUIDs).
 	SenlinReboot  = "5a7c3e1f-2b4d-4e6f-8a9b-0c1d2e3f4a5b"
@@ -64,6 +72,7 @@ func VMs() []fakecloud.VM {
 		{ID: DropletRename, Name: "web-2", Region: "nyc3", Size: "s-1vcpu-1gb"},
 		{ID: DropletResize, Name: "batch-1", Region: "nyc3", Size: "s-1vcpu-1gb", Power: off},
 		{ID: DropletRateLimited, Name: "web-3", Region: "nyc3", Size: "s-1vcpu-1gb"},
+		{ID: DropletNode, Name: "demo-worker-1", Region: "nyc3", Size: "s-2vcpu-4gb"},
 		{ID: "3164498", Name: "db-1", Region: "ams3", Size: "s-2vcpu-4gb", Memory: 4, VCPUs: 2, Disk: 80},
 		{ID: DropletWorkers[0], Name: "worker-1", Region: "nyc3"},
 		{ID: DropletWorkers[1], Name: "worker-2", Region: "nyc3"},
@@ -78,8 +87,10 @@ func VMs() []fakecloud.VM {
 		{ID: "7c9e5a3b-4d6f-4a8b-8c1d-2e3f4a5b6c7d", Name: "senlin-node-3", Region: fakecloud.KeystoneRegion},
 
 		// E2E Networks
-		{ID: E2EReboot, Name: "e2e-node-1", Region: "Delhi"},
-		{ID: E2EReinstall, Name: "e2e-node-2", Region: "Delhi"},
+		// E2E shows a reboot or reinstall only while its workflow runs:
+		// real ones take a while, and so do these.
+		{ID: E2EReboot, Name: "e2e-node-1", Region: "Delhi", ActionDuration: 5 * time.Second},
+		{ID: E2EReinstall, Name: "e2e-node-2", Region: "Delhi", ActionDuration: 5 * time.Second},
 		{ID: "102342", Name: "e2e-node-3", Region: "Delhi", Power: off},
 
 		// CloudsFor

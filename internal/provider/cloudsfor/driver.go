@@ -11,6 +11,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -29,6 +30,10 @@ const (
 	// perPage and maxPages bound how much action history one call reads.
 	perPage  = 50
 	maxPages = 20
+	// listLag is how long after its start an action may still be missing
+	// from the VM's action list: the seed says an action can be read from
+	// the lists, not that it shows there at once.
+	listLag = 2 * time.Minute
 )
 
 // vmID: the seed shows 32 hex characters; allow letters, digits and dashes.
@@ -39,6 +44,7 @@ type Driver struct {
 	client    *http.Client
 	base      string // endpoint up to, not including, /api/v1
 	userAgent string
+	now       func() time.Time
 }
 
 var _ provider.Driver = (*Driver)(nil)
@@ -76,7 +82,11 @@ func New(cfg provider.Config) (provider.Driver, error) {
 	base := strings.TrimSuffix(strings.TrimSuffix(cfg.Endpoint, "/"), "/api/v1")
 	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
 	hc := provider.WithHeaders(cfg.HTTPClient, func(h http.Header) { h.Set("Authorization", auth) })
-	return &Driver{client: hc, base: base, userAgent: cfg.UserAgent}, nil
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Driver{client: hc, base: base, userAgent: cfg.UserAgent, now: now}, nil
 }
 
 // Capabilities: every VM action the seed documents. The portable names are
@@ -86,12 +96,13 @@ func (d *Driver) Capabilities() provider.Capabilities {
 }
 
 var capabilities = provider.Capabilities{
+	HardPowerOff: "power_off",
 	Actions: map[string]provider.ActionInfo{
-		"reboot":         {Repeatable: true},
-		"power_cycle":    {Repeatable: true},
+		"reboot":         {Repeatable: true, RestartsGuest: true},
+		"power_cycle":    {Repeatable: true, RestartsGuest: true},
 		"shutdown":       {Repeatable: true, Idempotent: true},
 		"power_off":      {Repeatable: true, Idempotent: true},
-		"power_on":       {Repeatable: true, Idempotent: true},
+		"power_on":       {Repeatable: true, Idempotent: true, RestartsGuest: true},
 		"rename":         {Repeatable: true, Idempotent: true},
 		"password_reset": {},
 		"resize":         {},
@@ -310,6 +321,9 @@ func (d *Driver) Status(ctx context.Context, sub provider.Submission) (provider.
 	}
 	at := started.UTC().Format(time.RFC3339Nano)
 	switch {
+	case len(matches) == 0 && d.now().Sub(started) < listLag:
+		return provider.ActionStatus{State: provider.StateInProgress,
+			Message: fmt.Sprintf("CloudsFor accepted the %s action started at %s and does not list it on VM %s yet", sub.Action, at, sub.NodeID)}, nil
 	case len(matches) == 0:
 		return provider.ActionStatus{}, provider.NewTerminal(provider.ActionFailed,
 			fmt.Sprintf("CloudsFor no longer lists the %s action started at %s on VM %s", sub.Action, at, sub.NodeID))
@@ -361,21 +375,19 @@ func deref(s *string) string {
 }
 
 // matching returns the VM's actions of type typ that started at started.
+// The seed documents no order for the list, so all of it is read (up to
+// maxPages; a longer history is read as far as that).
 func (d *Driver) matching(ctx context.Context, node, typ string, started time.Time) ([]action, error) {
 	var out []action
-	oldest := started.Truncate(time.Second)
 	err := d.eachAction(ctx, node, func(a action, at time.Time, ok bool) bool {
-		if !ok {
-			return true
-		}
-		if at.Before(oldest) {
-			return false // older than ours: it is not further down
-		}
-		if a.Type == typ && sameStart(at, started) {
+		if ok && a.Type == typ && sameStart(at, started) {
 			out = append(out, a)
 		}
 		return true
 	})
+	if errors.Is(err, errTooLong) {
+		err = nil
+	}
 	return out, err
 }
 
@@ -408,15 +420,23 @@ func (d *Driver) Lookup(ctx context.Context, req provider.Request, w provider.Wi
 		}
 		return true
 	})
+	if errors.Is(err, errTooLong) {
+		found.Complete = false
+		found.Why = fmt.Sprintf("VM %s has more than %d actions in its history; only those were read", req.NodeID, maxPages*perPage)
+		err = nil
+	}
 	if err != nil {
 		return provider.Found{}, err
 	}
 	return found, nil
 }
 
-// eachAction pages through the VM's action list, newest first, until visit
-// returns false or the list ends. ok is false when an action's started_at
-// cannot be read. Reading more than maxPages is SubmissionUnknown.
+// errTooLong: the history is longer than maxPages pages.
+var errTooLong = errors.New("action history too long")
+
+// eachAction pages through the VM's action list until visit returns false
+// or the list ends. ok is false when an action's started_at cannot be read.
+// A list longer than maxPages pages ends with errTooLong.
 func (d *Driver) eachAction(ctx context.Context, node string, visit func(a action, started time.Time, ok bool) bool) error {
 	for page := 1; page <= maxPages; page++ {
 		resp, err := d.send(ctx, http.MethodGet, fmt.Sprintf("%s?page=%d&per_page=%d", actionsPath(node), page, perPage), nil)
@@ -451,7 +471,7 @@ func (d *Driver) eachAction(ctx context.Context, node string, visit func(a actio
 			return nil
 		}
 	}
-	return provider.ErrSubmissionUnknown(fmt.Sprintf("VM %s has more than %d actions in its history; stopped reading", node, maxPages*perPage))
+	return errTooLong
 }
 
 // vmState is what the VM read-back needs.

@@ -17,7 +17,6 @@ import (
 // find the action whatever the order, also when the VM has older actions
 // of the same type.
 func TestStatusAndLookupDoNotDependOnListOrder(t *testing.T) {
-	t.Skip("issue 13: fails until the driver is fixed; remove this skip")
 	var mu sync.Mutex
 	now := time.Date(2026, 11, 3, 10, 0, 0, 250e6, time.UTC)
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }

@@ -63,12 +63,13 @@ func (d *Driver) Capabilities() provider.Capabilities {
 }
 
 var capabilities = provider.Capabilities{
+	HardPowerOff: "power_off",
 	Actions: map[string]provider.ActionInfo{
-		"reboot":               {Repeatable: true},
-		"power_cycle":          {Repeatable: true},
+		"reboot":               {Repeatable: true, RestartsGuest: true},
+		"power_cycle":          {Repeatable: true, RestartsGuest: true},
 		"shutdown":             {Repeatable: true, Idempotent: true},
 		"power_off":            {Repeatable: true, Idempotent: true},
-		"power_on":             {Repeatable: true, Idempotent: true},
+		"power_on":             {Repeatable: true, Idempotent: true, RestartsGuest: true},
 		"enable_backups":       {Repeatable: true, Idempotent: true},
 		"disable_backups":      {Repeatable: true, Idempotent: true},
 		"change_backup_policy": {Repeatable: true},
@@ -78,8 +79,8 @@ var capabilities = provider.Capabilities{
 		"snapshot":             {},
 		"password_reset":       {},
 		"resize":               {},
-		"rebuild":              {},
-		"restore":              {},
+		"rebuild":              {RestartsGuest: true},
+		"restore":              {RestartsGuest: true},
 	},
 }
 

@@ -46,6 +46,7 @@ type Driver struct {
 	query  url.Values // apikey, location, project_id
 	// secrets are scrubbed from any provider text we quote.
 	secrets []string
+	now     func() time.Time
 }
 
 var _ provider.Driver = (*Driver)(nil)
@@ -88,11 +89,16 @@ func New(cfg provider.Config) (provider.Driver, error) {
 			h.Set("User-Agent", cfg.UserAgent)
 		}
 	})
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
 	return &Driver{
 		client:  hc,
 		nodes:   strings.TrimSuffix(endpoint, "/") + "/api/v1/nodes/",
 		query:   q,
 		secrets: []string{apiKey, token},
+		now:     now,
 	}, nil
 }
 
@@ -104,9 +110,9 @@ func (d *Driver) Capabilities() provider.Capabilities { return capabilities }
 var capabilities = provider.Capabilities{
 	Actions: map[string]provider.ActionInfo{
 		"power_off":                     {Repeatable: true, Idempotent: true},
-		"power_on":                      {Repeatable: true, Idempotent: true},
-		"reboot":                        {Repeatable: true},
-		"reinstall":                     {},
+		"power_on":                      {Repeatable: true, Idempotent: true, RestartsGuest: true},
+		"reboot":                        {Repeatable: true, RestartsGuest: true},
+		"reinstall":                     {RestartsGuest: true},
 		"save_images":                   {},
 		"rename":                        {Repeatable: true, Idempotent: true},
 		"lock_vm":                       {Repeatable: true, Idempotent: true},
@@ -223,7 +229,7 @@ func (d *Driver) Submit(ctx context.Context, req provider.Request) (provider.Sub
 	// HTTP 200 with code 200 is acceptance; data only adds the id and time.
 	var a actionData
 	_ = json.Unmarshal(data, &a)
-	sub := provider.Submission{Request: req, ActionID: a.ID.String(), StartedAt: time.Now()}
+	sub := provider.Submission{Request: req, ActionID: a.ID.String(), StartedAt: d.now()}
 	if t, err := time.Parse(time.RFC3339, a.CreatedAt); err == nil {
 		sub.StartedAt = t
 	}
@@ -264,10 +270,28 @@ func (d *Driver) getNode(ctx context.Context, id string) (node, error) {
 	return n, nil
 }
 
+// workflowWindow is how long after E2E accepted an action whose effect the
+// node does not show (it is as steady before as after) its workflow must
+// have begun: E2E answers "done" on acceptance and runs the workflow later
+// (seed 000). Seen begin and end, the action is proven; not seen within
+// the window, it is accepted but unverified.
+var workflowWindow = map[string]time.Duration{
+	"reboot":      2 * time.Minute,
+	"reinstall":   10 * time.Minute,
+	"save_images": 10 * time.Minute,
+}
+
+// progressLeft is kept (Submission.Progress) once the node was seen
+// leaving its steady state for the action's workflow.
+const progressLeft = "left:"
+
+// steady tells a node at rest (running or off) from one in a workflow.
+func steady(status string) bool { return status == statusRunning || offStatuses[status] }
+
 // Status reads the node back. It says Completed only where the node shows
-// the action's effect; reboot, reinstall and save_images end
-// AcceptedUnverified once the node is stable again, as the node looks the
-// same before and after them.
+// the action's effect: for power, rename and lock actions their end state;
+// for reboot, reinstall and save_images the node seen leaving its steady
+// state and coming back, since it looks the same before and after them.
 func (d *Driver) Status(ctx context.Context, sub provider.Submission) (provider.ActionStatus, error) {
 	if err := validNode(sub.NodeID); err != nil {
 		return provider.ActionStatus{}, err
@@ -281,26 +305,41 @@ func (d *Driver) Status(ctx context.Context, sub provider.Submission) (provider.
 		return provider.ActionStatus{}, err
 	}
 	if n.Status == statusFailed {
-		return provider.ActionStatus{State: provider.StateFailed, Class: provider.ActionFailed, CompletedAt: time.Now(),
+		return provider.ActionStatus{State: provider.StateFailed, Class: provider.ActionFailed, CompletedAt: d.now(),
 			Message: fmt.Sprintf("E2E Networks reports node %s status %q after %s", sub.NodeID, n.Status, sub.Action)}, nil
 	}
+	if window, ok := workflowWindow[sub.Action]; ok {
+		return d.workflowStatus(sub, n, window), nil
+	}
 	ok, want := shows(sub.Request, n)
-	switch {
-	case ok:
-		return provider.ActionStatus{State: provider.StateSucceeded, Class: provider.Completed, CompletedAt: time.Now(),
+	if ok {
+		return provider.ActionStatus{State: provider.StateSucceeded, Class: provider.Completed, CompletedAt: d.now(),
 			Message: fmt.Sprintf("node %s is %s: %s took effect", sub.NodeID, describe(sub.Action, n), sub.Action)}, nil
-	case want != "":
-		return provider.ActionStatus{State: provider.StateInProgress, Class: provider.Verifying,
-			Message: fmt.Sprintf("node %s is %s, not %s yet", sub.NodeID, describe(sub.Action, n), want)}, nil
 	}
-	// reboot, reinstall, save_images: wait for a stable status, but that
-	// proves only that the node is back, not that the action ran.
-	if n.Status == statusRunning || offStatuses[n.Status] {
-		return provider.ActionStatus{State: provider.StateSucceeded, Class: provider.Unverified, CompletedAt: time.Now(),
-			Message: fmt.Sprintf("E2E Networks accepted %s and node %s is %q again; E2E shows no record that it ran", sub.Action, sub.NodeID, n.Status)}, nil
+	return provider.ActionStatus{State: provider.StateInProgress, Class: provider.Verifying,
+		Message: fmt.Sprintf("node %s is %s, not %s yet", sub.NodeID, describe(sub.Action, n), want)}, nil
+}
+
+// workflowStatus follows an action the node shows only by going through a
+// workflow: out of its steady state, then back.
+func (d *Driver) workflowStatus(sub provider.Submission, n node, window time.Duration) provider.ActionStatus {
+	if !steady(n.Status) {
+		return provider.ActionStatus{State: provider.StateInProgress, Class: provider.InProgress, Progress: progressLeft + n.Status,
+			Message: fmt.Sprintf("node %s is %q: the %s is under way", sub.NodeID, n.Status, sub.Action)}
 	}
-	return provider.ActionStatus{State: provider.StateInProgress, Class: provider.InProgress,
-		Message: fmt.Sprintf("node %s is %q", sub.NodeID, n.Status)}, nil
+	if left, ok := strings.CutPrefix(sub.Progress, progressLeft); ok {
+		return provider.ActionStatus{State: provider.StateSucceeded, Class: provider.Completed, CompletedAt: d.now(),
+			Message: fmt.Sprintf("node %s went through %q and is %q again: the %s ran", sub.NodeID, left, n.Status, sub.Action)}
+	}
+	if age := d.now().Sub(sub.StartedAt); sub.StartedAt.IsZero() || age < window {
+		// Look often: the workflow may pass quickly once it begins.
+		return provider.ActionStatus{State: provider.StateInProgress, Class: provider.Verifying, Watch: true,
+			Message: fmt.Sprintf("E2E Networks accepted %s and runs it asynchronously; node %s still reads %q, waiting up to %s to see the workflow begin",
+				sub.Action, sub.NodeID, n.Status, window)}
+	}
+	return provider.ActionStatus{State: provider.StateSucceeded, Class: provider.Unverified, CompletedAt: d.now(),
+		Message: fmt.Sprintf("E2E Networks accepted %s, but node %s was not seen leaving %q within %s; E2E shows no record that it ran",
+			sub.Action, sub.NodeID, n.Status, window)}
 }
 
 // shows tells whether the node shows the request's effect, and what it

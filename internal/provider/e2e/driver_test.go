@@ -55,17 +55,17 @@ func TestConformance(t *testing.T) {
 					t.Error("node still off after power_on")
 				}
 			}},
-			"reboot": {Classes: unverified, Check: func(t *testing.T, vm fakecloud.VM) {
+			"reboot": {Prepare: workflow, Check: func(t *testing.T, vm fakecloud.VM) {
 				if vm.Boots != 1 {
 					t.Errorf("boots = %d, want 1", vm.Boots)
 				}
 			}},
-			"reinstall": {Classes: unverified, Check: func(t *testing.T, vm fakecloud.VM) {
+			"reinstall": {Prepare: workflow, Check: func(t *testing.T, vm fakecloud.VM) {
 				if vm.Reinstalls != 1 {
 					t.Errorf("reinstalls = %d, want 1", vm.Reinstalls)
 				}
 			}},
-			"save_images": {Parameters: v1alpha1.ActionParameters{Name: "before-upgrade"}, Classes: unverified,
+			"save_images": {Prepare: workflow, Parameters: v1alpha1.ActionParameters{Name: "before-upgrade"},
 				Check: func(t *testing.T, vm fakecloud.VM) {
 					if len(vm.Snapshots) != 1 || vm.Snapshots[0] != "before-upgrade" {
 						t.Errorf("saved images %v", vm.Snapshots)
@@ -132,12 +132,19 @@ func (e *env) clock() time.Time {
 	return e.now
 }
 
-// finish moves the clock past every running action.
-func (e *env) finish() {
+// advance moves the test clock.
+func (e *env) advance(d time.Duration) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.now = e.now.Add(actionTime)
+	e.now = e.now.Add(d)
 }
+
+// begin moves the clock past E2E's workflow delay: the node shows the
+// workflow of the actions accepted before.
+func (e *env) begin() { e.advance(fakecloud.DefaultE2EWorkflowDelay + time.Second) }
+
+// finish moves the clock past every running action, workflow delay included.
+func (e *env) finish() { e.advance(fakecloud.DefaultE2EWorkflowDelay + actionTime + time.Second) }
 
 func newEnv(t *testing.T, change func(*provider.Config)) *env {
 	t.Helper()
@@ -152,6 +159,7 @@ func newEnv(t *testing.T, change func(*provider.Config)) *env {
 		t.Fatal(err)
 	}
 	cfg.HTTPClient = client
+	cfg.Now = e.clock
 	if change != nil {
 		change(&cfg)
 	}
@@ -261,7 +269,10 @@ func TestAlreadyInState(t *testing.T) {
 	}
 }
 
-func TestRebootIsAcceptedUnverified(t *testing.T) {
+// E2E answers "done" when it accepts a reboot and runs it later (seed 000);
+// a node that reads Running looks the same before and after. The reboot is
+// proven when the node was seen leaving Running and coming back.
+func TestRebootProvenByItsWorkflow(t *testing.T) {
 	e := newEnv(t, nil)
 	e.cloud.AddVM(fakecloud.VM{ID: "7"})
 	sub, err := e.driver.Submit(context.Background(), provider.Request{NodeID: "7", Action: "reboot"})
@@ -271,17 +282,36 @@ func TestRebootIsAcceptedUnverified(t *testing.T) {
 	if sub.Done != nil {
 		t.Fatalf("reboot ended at submission: %+v", sub.Done)
 	}
-	// While the node reboots it is not stable: the action runs on.
-	if st := status(t, e.driver, sub); st.State != provider.StateInProgress {
-		t.Fatalf("while rebooting: %+v, want InProgress", st)
-	}
-	e.finish()
+	// The node shows the workflow: the driver notes it has seen it begin.
+	e.begin()
 	st := status(t, e.driver, sub)
-	if st.State != provider.StateSucceeded || st.Class != provider.Unverified {
-		t.Errorf("got %s/%s, want Succeeded/AcceptedUnverified: a running node proves nothing about a reboot", st.State, st.Class)
+	if st.State != provider.StateInProgress || st.Progress == "" {
+		t.Fatalf("while rebooting: %+v, want InProgress with the workflow noted", st)
+	}
+	sub.Progress = st.Progress
+	e.finish()
+	if st := status(t, e.driver, sub); st.State != provider.StateSucceeded || st.Class != provider.Completed {
+		t.Errorf("after the workflow: got %s/%s (%s), want Succeeded/Completed", st.State, st.Class, st.Message)
 	}
 	if vm, _ := e.cloud.VM("7"); vm.Boots != 1 {
 		t.Errorf("boots = %d", vm.Boots)
+	}
+}
+
+// A node seen Running only, never in the reboot's workflow, proves nothing:
+// the reboot stays in progress for its window, then ends accepted but
+// unverified.
+func TestRebootNotSeenIsUnverifiedAfterItsWindow(t *testing.T) {
+	e := newEnv(t, nil)
+	e.cloud.AddVM(fakecloud.VM{ID: "7"})
+	req := provider.Request{NodeID: "7", Action: "reboot"}
+	sub := provider.Submission{Request: req, StartedAt: e.clock()} // accepted, its workflow not seen
+	if st := status(t, e.driver, sub); st.State != provider.StateInProgress || !st.Watch {
+		t.Fatalf("a Running node right after acceptance: %+v, want InProgress, watched", st)
+	}
+	e.advance(3 * time.Minute)
+	if st := status(t, e.driver, sub); st.State != provider.StateSucceeded || st.Class != provider.Unverified || !strings.Contains(st.Message, "not seen") {
+		t.Errorf("after the window: got %s/%s (%s), want Succeeded/Unverified saying the workflow was not seen", st.State, st.Class, st.Message)
 	}
 }
 
@@ -296,10 +326,17 @@ func TestPowerOffProvenByTheNode(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st := status(t, e.driver, sub); st.State != provider.StateInProgress || !strings.Contains(st.Message, "Stopping") {
+		subs = append(subs, sub)
+	}
+	// Before its workflow begins the node still reads Running: not done.
+	if st := status(t, e.driver, subs[0]); st.State != provider.StateInProgress || !strings.Contains(st.Message, "Running") {
+		t.Errorf("node 7 before the workflow: %+v", st)
+	}
+	e.begin()
+	for i, id := range []string{"7", "8"} {
+		if st := status(t, e.driver, subs[i]); st.State != provider.StateInProgress || !strings.Contains(st.Message, "Stopping") {
 			t.Errorf("node %s while stopping: %+v", id, st)
 		}
-		subs = append(subs, sub)
 	}
 	e.finish()
 	if st := status(t, e.driver, subs[0]); st.State != provider.StateSucceeded || st.Class != provider.Completed {
@@ -401,6 +438,7 @@ func TestLookup(t *testing.T) {
 	if _, err := e.driver.Submit(ctx, provider.Request{NodeID: "8", Action: "power_off"}); err != nil {
 		t.Fatal(err)
 	}
+	e.begin()
 	if found, err := e.driver.Lookup(ctx, provider.Request{NodeID: "8", Action: "power_off"}, w); err != nil || len(found.Candidates) != 1 {
 		t.Errorf("power_off while Stopping: %+v, %v", found, err)
 	}
@@ -424,6 +462,10 @@ func TestLookup(t *testing.T) {
 		t.Errorf("Lookup started %d actions", n)
 	}
 }
+
+// workflow gives the node's workflow the time a real one takes, enough to
+// be seen between two polls (the suite's clouds run actions in 20ms).
+func workflow(vm *fakecloud.VM) { vm.ActionDuration = 2 * time.Second }
 
 // window is the lookup window of an attempt recorded at since.
 func window(since time.Time) provider.Window {

@@ -44,12 +44,13 @@ var targetState = map[string]string{
 }
 
 var capabilities = provider.Capabilities{
+	HardPowerOff: "power_off",
 	Actions: map[string]provider.ActionInfo{
-		"start":     {Repeatable: true, Idempotent: true},
+		"start":     {Repeatable: true, Idempotent: true, RestartsGuest: true},
 		"shutdown":  {Repeatable: true, Idempotent: true},
 		"power_off": {Repeatable: true, Idempotent: true},
-		"reboot":    {Repeatable: true},
-		"reset":     {Repeatable: true},
+		"reboot":    {Repeatable: true, RestartsGuest: true},
+		"reset":     {Repeatable: true, RestartsGuest: true},
 	},
 	Portable: map[string]provider.Native{
 		"power_on":    {Action: "start"},

@@ -71,6 +71,7 @@ type Driver struct {
 var (
 	_ provider.Driver           = (*Driver)(nil)
 	_ provider.ResolvedEndpoint = (*Driver)(nil)
+	_ provider.ServerIDer       = (*Driver)(nil)
 )
 
 // New builds a driver. It makes no request: Keystone is asked for a token
@@ -283,7 +284,7 @@ func (d *Driver) Capabilities() provider.Capabilities { return capabilities }
 var capabilities = provider.Capabilities{
 	Actions: map[string]provider.ActionInfo{
 		"check":   {Repeatable: true},
-		"recover": {RepeatableIf: recoverRepeatable},
+		"recover": {RepeatableIf: recoverRepeatable, RestartsGuest: true},
 	},
 	Portable: map[string]provider.Native{
 		"reboot":      {Action: "recover", Implies: recoverReboot("SOFT")},
@@ -573,6 +574,23 @@ func (d *Driver) Lookup(ctx context.Context, req provider.Request, w provider.Wi
 		}
 		q.Set("marker", out.Actions[len(out.Actions)-1].ID)
 	}
+}
+
+// ServerID is the Nova server under a Senlin node (its physical_id): what
+// a Kubernetes Node's providerID (openstack:///<server>) names.
+func (d *Driver) ServerID(ctx context.Context, nodeID string) (string, error) {
+	if !nodeRef.MatchString(nodeID) {
+		return "", provider.NewTerminal(provider.InvalidNodeID, fmt.Sprintf("%q is not a Senlin node id", nodeID))
+	}
+	var out struct {
+		Node struct {
+			PhysicalID string `json:"physical_id"`
+		} `json:"node"`
+	}
+	if _, err := d.do(provider.LowPriority(ctx), http.MethodGet, baseMicroversion, []string{"v1", "nodes", url.PathEscape(nodeID)}, nil, nil, &out, http.StatusOK); err != nil {
+		return "", err
+	}
+	return out.Node.PhysicalID, nil
 }
 
 // matches tells whether a listed action is the request: same action and,
