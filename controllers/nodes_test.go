@@ -130,7 +130,10 @@ func TestNodeDrainedRebootedAndUncordoned(t *testing.T) {
 	na.Spec.Node = &v1alpha1.NodeSpec{Drain: &v1alpha1.DrainSpec{TimeoutSeconds: 60}, WaitReadySeconds: ptr.To(int32(60))}
 	create(t, na)
 	waitFor(t, na, 30*time.Second, "the drain", func(n *v1alpha1.NodeAction) bool { return n.Status.Phase == v1alpha1.PhaseDraining })
-	if !getNode(t, "worker-9711").Spec.Unschedulable {
+	// Draining is recorded before the Node is patched (startDrain), so the
+	// cordon may follow the phase by a moment; it then lasts at least a
+	// drain round and the reboot.
+	if !waitUntil(5*time.Second, func() bool { return getNode(t, "worker-9711").Spec.Unschedulable }) {
 		t.Error("the Node is not cordoned while it drains")
 	}
 	finished(t, na, 60*time.Second)
