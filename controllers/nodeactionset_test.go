@@ -340,6 +340,10 @@ func TestNodeActionSetSelectsNodes(t *testing.T) {
 	ns := newNamespace(t)
 	startManagerIn(t, ns)
 	createProvider(t, ns, "do", v1alpha1.ProviderDigitalOcean)
+	// The VMs exist, so the members do not fail (a failed member would
+	// halt the set, and its message would no longer name the unmapped Node).
+	cloud.AddVM(fakecloud.VM{ID: "157001"})
+	cloud.AddVM(fakecloud.VM{ID: "157002"})
 	pool := "pool-" + ns
 	nodes := []*corev1.Node{
 		{ObjectMeta: metav1.ObjectMeta{Name: ns + "-b", Labels: map[string]string{"pool": pool}}, Spec: corev1.NodeSpec{ProviderID: "digitalocean://157002"}},
