@@ -139,7 +139,7 @@ func TestGitOpsNodeActionSetHalted(t *testing.T) {
 	kubeconfig := gitopsKubeconfig(t)
 	script := gitopsReadFile(t, "config/argocd/nodeactionset-health.lua")
 	createProvider(t, ns, "do", v1alpha1.ProviderDigitalOcean)
-	ids := setVMs("1580", 3, 300*time.Millisecond)
+	ids := setVMs("1585", 3, 300*time.Millisecond)
 	if err := cloud.UpdateVM(ids[0], func(vm *fakecloud.VM) { vm.FailNext = "disk on fire" }); err != nil {
 		t.Fatal(err)
 	}

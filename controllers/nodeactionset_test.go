@@ -342,15 +342,15 @@ func TestNodeActionSetSelectsNodes(t *testing.T) {
 	createProvider(t, ns, "do", v1alpha1.ProviderDigitalOcean)
 	// The VMs exist, so the members do not fail (a failed member would
 	// halt the set, and its message would no longer name the unmapped Node).
-	cloud.AddVM(fakecloud.VM{ID: "157001"})
-	cloud.AddVM(fakecloud.VM{ID: "157002"})
+	cloud.AddVM(fakecloud.VM{ID: "157101"})
+	cloud.AddVM(fakecloud.VM{ID: "157102"})
 	pool := "pool-" + ns
 	nodes := []*corev1.Node{
-		{ObjectMeta: metav1.ObjectMeta{Name: ns + "-b", Labels: map[string]string{"pool": pool}}, Spec: corev1.NodeSpec{ProviderID: "digitalocean://157002"}},
+		{ObjectMeta: metav1.ObjectMeta{Name: ns + "-b", Labels: map[string]string{"pool": pool}}, Spec: corev1.NodeSpec{ProviderID: "digitalocean://157102"}},
 		{ObjectMeta: metav1.ObjectMeta{Name: ns + "-a", Labels: map[string]string{"pool": pool},
-			Annotations: map[string]string{v1alpha1.AnnotationVM: "do/157001"}}},
+			Annotations: map[string]string{v1alpha1.AnnotationVM: "do/157101"}}},
 		{ObjectMeta: metav1.ObjectMeta{Name: ns + "-c", Labels: map[string]string{"pool": pool}}, Spec: corev1.NodeSpec{ProviderID: "kind://docker/x"}},
-		{ObjectMeta: metav1.ObjectMeta{Name: ns + "-other", Labels: map[string]string{"pool": "other"}}, Spec: corev1.NodeSpec{ProviderID: "digitalocean://157009"}},
+		{ObjectMeta: metav1.ObjectMeta{Name: ns + "-other", Labels: map[string]string{"pool": "other"}}, Spec: corev1.NodeSpec{ProviderID: "digitalocean://157109"}},
 	}
 	for _, n := range nodes {
 		create(t, n)
@@ -368,10 +368,10 @@ func TestNodeActionSetSelectsNodes(t *testing.T) {
 		t.Errorf("unmapped %v, message %q", s.Status.UnmappedNodes, s.Status.Message)
 	}
 	m := &v1alpha1.NodeAction{}
-	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "nodes.157001"}, m); err != nil {
-		t.Fatalf("the first Node by name (%s-a, VM 157001) was not started first: %v", ns, err)
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "nodes.157101"}, m); err != nil {
+		t.Fatalf("the first Node by name (%s-a, VM 157101) was not started first: %v", ns, err)
 	}
-	if m.Spec.NodeID != "157001" || m.Spec.Node == nil || m.Spec.Node.Name != ns+"-a" || *m.Spec.Node.WaitReadySeconds != 60 {
+	if m.Spec.NodeID != "157101" || m.Spec.Node == nil || m.Spec.Node.Name != ns+"-a" || *m.Spec.Node.WaitReadySeconds != 60 {
 		t.Errorf("member spec %+v node %+v", m.Spec, m.Spec.Node)
 	}
 }
