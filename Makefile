@@ -39,8 +39,9 @@ manifests: controller-gen ## Generate CRDs and RBAC from the API types and marke
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./..." output:crd:artifacts:config=config/crd/bases
 
 .PHONY: generate
-generate: controller-gen ## Generate DeepCopy methods.
+generate: controller-gen ## Generate DeepCopy methods, and the time zones a NodeActionSet window accepts (from Go's tz database).
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./..."
+	go run ./hack/timezones > api/v1alpha1/zz_generated.timezones.go
 
 .PHONY: fmt
 fmt: ## go fmt.

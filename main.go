@@ -1,5 +1,5 @@
-// Command manager runs nodeaction-operator: the Provider and NodeAction
-// controllers.
+// Command manager runs nodeaction-operator: the Provider, NodeAction and
+// NodeActionSet controllers.
 package main
 
 import (
@@ -67,7 +67,7 @@ func main() {
 	flag.StringVar(&shardName, "shard", "",
 		"Serve only the NodeActions and Providers labelled "+shard.Label+"=NAME, with the leader election id <leader-election-id>-NAME "+
 			"(default: the objects without that label). docs/sharding.md.")
-	flag.IntVar(&concurrency, "max-concurrent-reconciles", 16, "NodeActions reconciled in parallel. Workers mostly wait on the API server, so more than the cores is right.")
+	flag.IntVar(&concurrency, "max-concurrent-reconciles", 16, "NodeActions (and NodeActionSets) reconciled in parallel. Workers mostly wait on the API server, so more than the cores is right.")
 	flag.DurationVar(&requestTimeout, "provider-request-timeout", 30*time.Second,
 		"Timeout of one provider API request. A submission whose answer is lost is looked up only after this.")
 	flag.DurationVar(&probeInterval, "provider-probe-interval", 10*time.Minute, "How often Provider credentials are checked again.")
@@ -76,7 +76,7 @@ func main() {
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "Usage: %s [flags]\n\nRuns the nodeaction-operator controllers (Provider, NodeAction).\n\nFlags:\n", os.Args[0])
+		fmt.Fprintf(flag.CommandLine.Output(), "Usage: %s [flags]\n\nRuns the nodeaction-operator controllers (Provider, NodeAction, NodeActionSet).\n\nFlags:\n", os.Args[0])
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -158,6 +158,12 @@ func main() {
 		Kube: kube, Nodes: nodes, Shard: &sh,
 	}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: concurrency}); err != nil {
 		log.Error(err, "unable to set up the NodeAction controller")
+		os.Exit(1)
+	}
+	if err := (&controllers.NodeActionSetReconciler{
+		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("nodeaction-operator"),
+	}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: concurrency}); err != nil {
+		log.Error(err, "unable to set up the NodeActionSet controller")
 		os.Exit(1)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

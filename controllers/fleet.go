@@ -26,16 +26,20 @@ type fleetPoller struct {
 }
 
 type fleetState struct {
-	mu       sync.Mutex
-	watched  map[string]watchedAction // by ActionID
-	results  map[string]provider.ActionStatus
-	sweptAt  time.Time
-	sweeping chan struct{} // closed when the running sweep ends
+	mu      sync.Mutex
+	watched map[string]watchedAction // by ActionID
+	results map[string]provider.ActionStatus
+	sweptAt time.Time
+	// sweepStart is when the last sweep took its list of actions to look for.
+	sweepStart time.Time
+	sweeping   chan struct{} // closed when the running sweep ends
 }
 
 type watchedAction struct {
 	sub   provider.Submission
 	asked time.Time
+	// since is when the action was first asked about.
+	since time.Time
 }
 
 // status answers one NodeAction's poll, through a shared sweep when the
@@ -47,7 +51,12 @@ func (f *fleetPoller) status(ctx context.Context, uid types.UID, d provider.Driv
 	}
 	fs := f.state(uid)
 	fs.mu.Lock()
-	fs.watched[sub.ActionID] = watchedAction{sub: sub, asked: now}
+	w, seen := fs.watched[sub.ActionID]
+	if !seen {
+		w.since = now
+	}
+	w.sub, w.asked = sub, now
+	fs.watched[sub.ActionID] = w
 	for id, w := range fs.watched {
 		if now.Sub(w.asked) > watchExpiry {
 			delete(fs.watched, id)
@@ -63,6 +72,9 @@ func (f *fleetPoller) status(ctx context.Context, uid types.UID, d provider.Driv
 			st, found := fs.results[sub.ActionID]
 			started := sub.StartedAt
 			sweptAt := fs.sweptAt
+			// Not among the actions the last sweep looked for: it was first
+			// asked about after that sweep set out.
+			unswept := !fs.watched[sub.ActionID].since.Before(fs.sweepStart)
 			if found && st.State != provider.StateInProgress {
 				delete(fs.watched, sub.ActionID)
 				delete(fs.results, sub.ActionID)
@@ -71,8 +83,9 @@ func (f *fleetPoller) status(ctx context.Context, uid types.UID, d provider.Driv
 			switch {
 			case found:
 				return st, nil
-			case started.After(sweptAt):
-				// Accepted after the last sweep: the next one will see it.
+			case started.After(sweptAt) || unswept:
+				// Accepted after the last sweep, or not looked for by it:
+				// the next one will see it.
 				return provider.ActionStatus{State: provider.StateInProgress, Message: "accepted; waiting for the next status sweep"}, nil
 			default:
 				// The list did not show it: ask about it alone.
@@ -97,7 +110,7 @@ func (f *fleetPoller) status(ctx context.Context, uid types.UID, d provider.Driv
 			subs = append(subs, w.sub)
 		}
 		done := make(chan struct{})
-		fs.sweeping = done
+		fs.sweeping, fs.sweepStart = done, now
 		fs.mu.Unlock()
 
 		results, err := batch.StatusBatch(ctx, subs)

@@ -46,3 +46,38 @@ func TestFleetPollingSharesSweeps(t *testing.T) {
 		t.Fatalf("polling used %d sweeps and %d single GETs for %d actions: want shared sweeps, well under one request per action", sweeps, singleGets, n)
 	}
 }
+
+// Actions that arrive one by one (a NodeActionSet's members) join the
+// shared sweeps too: an action the last sweep did not look for waits for
+// the next one instead of a GET of its own.
+func TestFleetPollingSharesSweepsWithActionsArrivingOneByOne(t *testing.T) {
+	ns := newNamespace(t)
+	startManagerIn(t, ns)
+	createProvider(t, ns, "do", v1alpha1.ProviderDigitalOcean)
+	const n = 24
+	before := len(cloud.Log())
+	for i := 0; i < n; i++ {
+		id := fmt.Sprint(12100 + i)
+		cloud.AddVM(fakecloud.VM{ID: id, ActionDuration: 4 * time.Second})
+		create(t, nodeAction(ns, fmt.Sprintf("arriving-%02d", i), "do", id, "reboot"))
+		time.Sleep(250 * time.Millisecond)
+	}
+	for i := 0; i < n; i++ {
+		na := finished(t, nodeAction(ns, fmt.Sprintf("arriving-%02d", i), "", "", ""), 60*time.Second)
+		expectReady(t, na, v1alpha1.ReasonCompleted)
+	}
+	singleGets, sweeps := 0, 0
+	for _, r := range cloud.Log()[before:] {
+		switch {
+		case r.Skin != "digitalocean" || r.ActionCall:
+		case r.Method == "GET" && r.Path == "/digitalocean/v2/actions":
+			sweeps++
+		case r.Method == "GET" && len(r.Path) > len("/digitalocean/v2/actions/"):
+			singleGets++
+		}
+	}
+	t.Logf("fleet polling: %d DigitalOcean actions of 4s, one every 250ms: %d list sweeps, %d single action GETs", n, sweeps, singleGets)
+	if singleGets > n/6 {
+		t.Errorf("%d single GETs for %d actions arriving one by one: the sweeps should follow them", singleGets, n)
+	}
+}

@@ -119,6 +119,12 @@ type gitopsHistory struct {
 
 func gitopsRecord(t *testing.T, ns, name string) *gitopsHistory {
 	t.Helper()
+	return gitopsRecordResource(t, gitopsNodeActionGVR, ns, name)
+}
+
+// gitopsRecordResource records every version of one object of a resource.
+func gitopsRecordResource(t *testing.T, gvr schema.GroupVersionResource, ns, name string) *gitopsHistory {
+	t.Helper()
 	dyn, err := dynamic.NewForConfig(restConfig)
 	if err != nil {
 		t.Fatal(err)
@@ -126,7 +132,7 @@ func gitopsRecord(t *testing.T, ns, name string) *gitopsHistory {
 	h := &gitopsHistory{notify: make(chan struct{}, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	opts := metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", name).String()}
-	w, err := dyn.Resource(gitopsNodeActionGVR).Namespace(ns).Watch(ctx, opts)
+	w, err := dyn.Resource(gvr).Namespace(ns).Watch(ctx, opts)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -153,7 +159,7 @@ func gitopsRecord(t *testing.T, ns, name string) *gitopsHistory {
 				return
 			}
 			// The server ended the watch: go on from the last version seen.
-			if w, err = dyn.Resource(gitopsNodeActionGVR).Namespace(ns).Watch(ctx, opts); err != nil {
+			if w, err = dyn.Resource(gvr).Namespace(ns).Watch(ctx, opts); err != nil {
 				return
 			}
 		}

@@ -566,8 +566,9 @@ func TestGitOpsArgoCDConfigMap(t *testing.T) {
 		t.Fatalf("want ConfigMap argocd/argocd-cm, got %s %s/%s", cm.Kind, cm.Namespace, cm.Name)
 	}
 	want := map[string]string{
-		"resource.customizations.health.compute.nodeaction.dev_NodeAction": gitopsReadFile(t, "config/argocd/nodeaction-health.lua"),
-		"resource.customizations.health.compute.nodeaction.dev_Provider":   gitopsReadFile(t, "config/argocd/provider-health.lua"),
+		"resource.customizations.health.compute.nodeaction.dev_NodeAction":    gitopsReadFile(t, "config/argocd/nodeaction-health.lua"),
+		"resource.customizations.health.compute.nodeaction.dev_NodeActionSet": gitopsReadFile(t, "config/argocd/nodeactionset-health.lua"),
+		"resource.customizations.health.compute.nodeaction.dev_Provider":      gitopsReadFile(t, "config/argocd/provider-health.lua"),
 	}
 	if len(cm.Data) != len(want) {
 		t.Errorf("argocd-cm.yaml has keys %v, want %d", cm.Data, len(want))
@@ -748,8 +749,7 @@ func gitopsMetricLabels(t *testing.T) map[string][]string {
 	t.Helper()
 	out := map[string][]string{}
 	re := regexp.MustCompile(`fqName: "([^"]+)".*variableLabels: \{([^}]*)\}`)
-	for _, c := range []prometheus.Collector{metrics.ActionsTotal, metrics.ActionDuration, metrics.ProviderRequests,
-		metrics.ProviderRequestDuration, metrics.RateLimitWait, metrics.InFlight} {
+	for _, c := range metrics.Collectors {
 		ch := make(chan *prometheus.Desc, 4)
 		c.Describe(ch)
 		close(ch)
@@ -843,8 +843,8 @@ func TestGitOpsPrometheusRules(t *testing.T) {
 		t.Fatalf("not a PrometheusRule: %+v", rule)
 	}
 	declared := gitopsMetricLabels(t)
-	metricRef := regexp.MustCompile(`\b(nodeaction_[a-z_]+)`)
-	selector := regexp.MustCompile(`(nodeaction_[a-z_]+)\{([^}]*)\}`)
+	metricRef := regexp.MustCompile(`\b(nodeaction(?:set)?_[a-z_]+)`)
+	selector := regexp.MustCompile(`(nodeaction(?:set)?_[a-z_]+)\{([^}]*)\}`)
 	byClause := regexp.MustCompile(`by \(([^)]*)\)`)
 	alerts := map[string]bool{}
 	for _, g := range rule.Spec.Groups {
@@ -991,14 +991,15 @@ func TestGitOpsDocsMatchTheCode(t *testing.T) {
 		}
 	}
 	gitops := gitopsReadFile(t, "docs/gitops.md")
-	for _, e := range []gitopsFluxExprs{gitopsFluxNodeAction, gitopsFluxProvider} {
+	for _, e := range []gitopsFluxExprs{gitopsFluxNodeAction, gitopsFluxNodeActionSet, gitopsFluxProvider} {
 		for _, expr := range []string{e.inProgress, e.failed, e.current} {
 			if expr != "" && !strings.Contains(gitops, expr) {
 				t.Errorf("docs/gitops.md does not give the Flux expression %q", expr)
 			}
 		}
 	}
-	for _, key := range []string{"resource.customizations.health.compute.nodeaction.dev_NodeAction", "config/argocd/argocd-cm.yaml", "kubectl wait --for=condition=Ready"} {
+	for _, key := range []string{"resource.customizations.health.compute.nodeaction.dev_NodeAction", "resource.customizations.health.compute.nodeaction.dev_NodeActionSet",
+		"config/argocd/argocd-cm.yaml", "kubectl wait --for=condition=Ready"} {
 		if !strings.Contains(gitops, key) {
 			t.Errorf("docs/gitops.md does not mention %s", key)
 		}

@@ -47,14 +47,18 @@ func kubeNode(t *testing.T, name, annotation, providerID, vmID string) *corev1.N
 	if annotation != "" {
 		n.Annotations = map[string]string{v1alpha1.AnnotationVM: annotation}
 	}
-	create(t, n)
-	t.Cleanup(func() { _ = k8s.Delete(context.Background(), n) })
+	// Created with its status, as a kubelet registers its Node: a manager
+	// whose cache saw the Node before a status update would record no
+	// bootID with the intent, and then nothing could prove a reboot.
 	vm, _ := cloud.VM(vmID)
-	n.Status = corev1.NodeStatus{NodeInfo: corev1.NodeSystemInfo{BootID: fakekubelet.BootID(vmID, vm.Boots)},
+	status := corev1.NodeStatus{NodeInfo: corev1.NodeSystemInfo{BootID: fakekubelet.BootID(vmID, vm.Boots)},
 		Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
 			LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}}
-	if err := k8s.Status().Update(context.Background(), n); err != nil {
-		t.Fatal(err)
+	n.Status = *status.DeepCopy()
+	create(t, n)
+	t.Cleanup(func() { _ = k8s.Delete(context.Background(), n) })
+	if n.Status.NodeInfo.BootID != status.NodeInfo.BootID {
+		t.Fatalf("Node %s created without its status (bootID %q)", name, n.Status.NodeInfo.BootID)
 	}
 	return n
 }
@@ -126,7 +130,10 @@ func TestNodeDrainedRebootedAndUncordoned(t *testing.T) {
 	na.Spec.Node = &v1alpha1.NodeSpec{Drain: &v1alpha1.DrainSpec{TimeoutSeconds: 60}, WaitReadySeconds: ptr.To(int32(60))}
 	create(t, na)
 	waitFor(t, na, 30*time.Second, "the drain", func(n *v1alpha1.NodeAction) bool { return n.Status.Phase == v1alpha1.PhaseDraining })
-	if !getNode(t, "worker-9711").Spec.Unschedulable {
+	// Draining is recorded before the Node is patched (startDrain), so the
+	// cordon may follow the phase by a moment; it then lasts at least a
+	// drain round and the reboot.
+	if !waitUntil(5*time.Second, func() bool { return getNode(t, "worker-9711").Spec.Unschedulable }) {
 		t.Error("the Node is not cordoned while it drains")
 	}
 	finished(t, na, 60*time.Second)

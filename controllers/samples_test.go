@@ -135,14 +135,17 @@ func TestSamples(t *testing.T) {
 	out := samplesKubectl(t, "apply", "-k", dir, "-n", ns)
 	t.Logf("kubectl apply -k config/samples:\n%s", out)
 
-	// Exactly the NodeActions this test knows were created.
+	// Exactly the NodeActions this test knows were created (besides the
+	// members of the sample NodeActionSet, checked below).
 	list := &v1alpha1.NodeActionList{}
 	if err := k8s.List(context.Background(), list, client.InNamespace(ns)); err != nil {
 		t.Fatal(err)
 	}
 	var names, want []string
 	for _, na := range list.Items {
-		names = append(names, na.Name)
+		if na.Labels[v1alpha1.LabelNodeActionSet] == "" {
+			names = append(names, na.Name)
+		}
 	}
 	for name := range sampleOutcomes {
 		want = append(want, name)
@@ -157,6 +160,8 @@ func TestSamples(t *testing.T) {
 	for _, name := range want {
 		t.Run(name, func(t *testing.T) { samplesCheck(t, ns, name, sampleOutcomes[name], log) })
 	}
+
+	t.Run("workers-reboot", func(t *testing.T) { samplesCheckSet(t, ns, log) })
 
 	// The node-reboot sample drained its Node and left it uncordoned.
 	if podExists(t, pod) || getNode(t, demo.NodeName).Spec.Unschedulable {
@@ -288,6 +293,28 @@ func samplesCheck(t *testing.T, ns, name string, exp sampleOutcome, log func() [
 		if err := exp.effect(vm); err != nil {
 			t.Errorf("%s: VM %s %v", name, exp.node, err)
 		}
+	}
+}
+
+// samplesCheckSet: the sample NodeActionSet rebooted each worker droplet
+// once, never more than two at once on fakecloud's timeline, and ended Ready.
+func samplesCheckSet(t *testing.T, ns string, log func() []fakecloud.Request) {
+	s := &v1alpha1.NodeActionSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "workers-reboot"}}
+	waitForSet(t, s, 90*time.Second, "Ready", setHasReason(v1alpha1.ReasonCompleted))
+	if s.Status.Total != int32(len(demo.DropletWorkers)) || s.Status.Succeeded != s.Status.Total {
+		t.Errorf("status %+v", s.Status)
+	}
+	for _, id := range demo.DropletWorkers {
+		calls := samplesActionCalls(log(), "digitalocean", id)
+		if len(calls) != 1 || !calls[0].Accepted {
+			t.Errorf("worker %s: want exactly one accepted action call, fakecloud logged %s", id, samplesDescribe(calls))
+		}
+		if vm, ok := cloud.VM(id); !ok || samplesBooted(vm) != nil {
+			t.Errorf("worker %s did not reboot once: %+v", id, vm)
+		}
+	}
+	if peak, at := cloud.PeakConcurrent(inIDs(demo.DropletWorkers)); peak != 2 {
+		t.Errorf("%d reboots at once at %s; the sample's maxUnavailable is 2 and should be used", peak, at)
 	}
 }
 

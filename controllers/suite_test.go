@@ -169,6 +169,9 @@ func startShardManager(t *testing.T, ns string, sh *shard.Shard) running {
 	if err := nar.SetupWithManager(mgr, opts); err != nil {
 		t.Fatal(err)
 	}
+	if err := (&NodeActionSetReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("nodeaction-operator")}).SetupWithManager(mgr, opts); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

@@ -4,9 +4,12 @@
 # up    starts, on this machine and with no network: etcd and kube-apiserver
 #       (bin/k8s, through hack/localcluster), fakecloud (hack/fakecloud) on
 #       127.0.0.1:18080, installs the CRDs, runs the manager (bin/manager),
-#       applies config/samples and shows the NodeActions run: most reach
-#       Ready, one fails (Stalled, NodeNotFound) and one meets a rate limit
-#       first (RateLimited). Everything stays up afterwards.
+#       applies config/samples and shows them run: a NodeActionSet reboots
+#       six droplets two at a time; of the NodeActions most reach Ready, one
+#       reboots a Kubernetes Node (drained first, back with a new bootID
+#       after; fakecloud plays its kubelet), one fails (Stalled,
+#       NodeNotFound) and one meets a rate limit first (RateLimited).
+#       Everything stays up afterwards.
 # down  stops what up started and removes .demo/.
 #
 # State, logs and process ids live in .demo/ (git-ignored).
@@ -208,7 +211,8 @@ up() {
 
 	step "Installing the CRDs (config/crd/bases)"
 	show apply -f "$ROOT/config/crd/bases"
-	kc wait --for condition=established --timeout=30s crd/nodeactions.compute.nodeaction.dev crd/providers.compute.nodeaction.dev >/dev/null
+	kc wait --for condition=established --timeout=30s crd/nodeactions.compute.nodeaction.dev crd/nodeactionsets.compute.nodeaction.dev \
+		crd/providers.compute.nodeaction.dev >/dev/null
 
 	step "Starting the manager (bin/manager; metrics on http://127.0.0.1:$METRICS_PORT/metrics; log: .demo/manager.log)"
 	start manager "$DEMO/manager.log" "$BIN/manager" --kubeconfig "$KCFG" \
@@ -251,6 +255,24 @@ YAML
 	step "Applying the samples: kubectl apply -k config/samples"
 	show apply -k "$ROOT/config/samples"
 
+	step "The NodeActionSet workers-reboot reboots six droplets, two at a time (maxUnavailable: 2)"
+	local set_deadline=$((SECONDS + WAIT)) line last="" succeeded reason flight
+	printf '%s%-8s %-9s %-9s %s%s\n' "$DIM" "time" "succeeded" "reason" "members in flight" "$RESET"
+	while :; do
+		line=$(kc get nodeactionset/workers-reboot -o jsonpath='{.status.succeeded}/{.status.total} {.status.conditions[?(@.type=="Ready")].reason} {.status.inFlight}' 2>/dev/null || true)
+		if [ -n "$line" ] && [ "$line" != "$last" ]; then
+			read -r succeeded reason flight <<<"$line"
+			printf '%-8s %-9s %-9s %s\n' "$((SECONDS - START))s" "$succeeded" "$reason" "${flight:-[]}"
+			last=$line
+		fi
+		[ "${reason:-}" = Completed ] && break
+		[ $SECONDS -lt $set_deadline ] || die "workers-reboot did not finish in ${WAIT}s (see .demo/manager.log)"
+		sleep 0.3
+	done
+	show get nodeactionset/workers-reboot
+	show get nodeactions -l compute.nodeaction.dev/nodeactionset=workers-reboot
+	info "fakecloud's own timeline (each reboot from its accepted POST to its end): at most $(curl -sf "$FAKECLOUD/fakecloud/peak?vms=3164501,3164502,3164503,3164504,3164505,3164506" | grep -o '"peak":[0-9]*' | cut -d: -f2) ran at once"
+
 	step "The rate-limited NodeAction waits for the Retry-After"
 	local deadline=$((SECONDS + 30))
 	until [ -n "$(kc get events --field-selector involvedObject.name=digitalocean-ratelimited,reason=RateLimited -o name 2>/dev/null)" ]; do
@@ -275,7 +297,7 @@ YAML
 	printf '%s$ %s%s\n' "$DIM" "kubectl get nodeaction/digitalocean-missing-droplet -o jsonpath='{.status.conditions[?(@.type==\"Stalled\")].reason}: {.status.message}'" "$RESET"
 	printf '%s%s%s\n' "$RED" "$(kc get nodeaction/digitalocean-missing-droplet -o jsonpath='{.status.conditions[?(@.type=="Stalled")].reason}: {.status.message}')" "$RESET"
 
-	step "All NodeActions at the end"
+	step "All NodeActions at the end (the set's members included)"
 	show get nodeactions -o wide
 
 	step "The Node the reboot drained: cordoned, drained, rebooted (a new bootID), uncordoned"
@@ -285,8 +307,8 @@ YAML
 	step "The rate-limited one's story, from kubectl describe"
 	show describe nodeaction/digitalocean-ratelimited
 
-	step "The manager's metrics: curl -s http://127.0.0.1:$METRICS_PORT/metrics | grep '^nodeaction_' (histogram buckets left out)"
-	curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" | grep '^nodeaction_' | grep -v '_bucket{' || true
+	step "The manager's metrics: curl -s http://127.0.0.1:$METRICS_PORT/metrics | grep -E '^nodeaction(set)?_' (histogram buckets left out)"
+	curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" | grep -E '^nodeaction(set)?_' | grep -v '_bucket{' || true
 
 	trap - EXIT
 	step "${GREEN}The demo is up${RESET}${BOLD}: it took $((SECONDS - START))s and keeps running"
@@ -298,7 +320,9 @@ YAML
 
   Try:
     export KUBECONFIG=$KCFG
-    $KUBECTL get providers,nodeactions
+    $KUBECTL get providers,nodeactions,nodeactionsets
+    $KUBECTL describe nodeactionset/workers-reboot
+    $KUBECTL patch nas/workers-reboot --type=merge -p '{"spec":{"runID":"again"}}'   # run the set again
     $KUBECTL describe nodeaction/senlin-rebuild
     $KUBECTL explain nodeaction.spec
     $KUBECTL get nodeaction/e2e-reboot -o yaml

@@ -58,6 +58,21 @@ const (
 	ReasonDrainTimeout         = "DrainTimeout"    // pods were still on the Node after the drain's timeout
 	ReasonNodeNotReturned      = "NodeNotReturned" // the Node was not back within spec.node.waitReadySeconds
 
+	// NodeActionSet only. A set that finished with every member succeeded
+	// is Ready=True with reason Completed.
+	ReasonRolling               = "Rolling"
+	ReasonPaused                = "Paused"
+	ReasonOutsideWindow         = "OutsideWindow"
+	ReasonFailureBudgetExceeded = "FailureBudgetExceeded"
+	ReasonMembersFailed         = "MembersFailed"
+	ReasonMembersRemoved        = "MembersRemoved"
+	ReasonUnmappedNodes         = "UnmappedNodes"
+	ReasonNoTargets             = "NoTargets"
+	ReasonInvalidWindow         = "InvalidWindow"
+	ReasonMemberNameCollision   = "MemberNameCollision"
+	ReasonMemberRefused         = "MemberRefused"
+	ReasonNodesUnreadable       = "NodesUnreadable"
+
 	// Provider only.
 	ReasonProbeSucceeded      = "ProbeSucceeded"
 	ReasonSecretNotFound      = "SecretNotFound"
@@ -82,3 +97,15 @@ const (
 // reconciles it (a manager started with --shard=<value>). Objects without
 // it belong to the manager started without --shard. docs/sharding.md.
 const LabelShard = "compute.nodeaction.dev/shard"
+
+// Labels and finalizers the operator puts on the NodeActions a
+// NodeActionSet creates.
+const (
+	// LabelNodeActionSet names the NodeActionSet a member belongs to.
+	LabelNodeActionSet = "compute.nodeaction.dev/nodeactionset"
+
+	// FinalizerNodeActionSet holds a member's deletion until its set has
+	// recorded it, so that a member deleted mid-run is never started again
+	// in that run (its action may have happened).
+	FinalizerNodeActionSet = "compute.nodeaction.dev/nodeactionset"
+)

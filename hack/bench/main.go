@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,6 +38,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/watch"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -99,7 +101,10 @@ func main() {
 	fleet := flags.Int("fleet", 1000, "concurrent DigitalOcean actions in the rate-limit run")
 	fleetDuration := flags.Duration("fleet-duration", 30*time.Second, "how long each action of the rate-limit run lasts")
 	budget := flags.Int("budget", 250, "provider requests per minute fakecloud allows in the rate-limit run")
-	only := flags.String("only", "", "comma-separated rows to run: ceiling,throughput,polls,scale,fleet,shards (default all)")
+	setSize := flags.Int("set", 1000, "DigitalOcean VMs of the NodeActionSet in the set run")
+	setMaxUnavailable := flags.Int("set-max-unavailable", 50, "the set's maxUnavailable in the set run")
+	setDuration := flags.Duration("set-duration", 5*time.Second, "how long each action of the set run lasts")
+	only := flags.String("only", "", "comma-separated rows to run: ceiling,throughput,polls,scale,fleet,shards,set (default all)")
 	flags.IntVar(&workers, "workers", 16, "concurrent creates")
 	manager := flags.String("manager", "bin/manager", "manager binary")
 	concurrency := flags.Int("max-concurrent-reconciles", 0, "passed to the manager (0: its default)")
@@ -183,6 +188,9 @@ func main() {
 	}
 	if want("shards") {
 		rows = append(rows, shardRun(*manager, *n)...)
+	}
+	if want("set") {
+		rows = append(rows, setRun(*manager, *setSize, *setMaxUnavailable, *setDuration, *budget)...)
 	}
 	table := render(rows)
 	fmt.Println()
@@ -388,12 +396,15 @@ func (p *process) metric(name string, labels ...string) (float64, bool) {
 // tracker watches NodeActions in a namespace: writes per object and when
 // each became Ready.
 type tracker struct {
-	mu      sync.Mutex
-	writes  map[string]int
+	mu     sync.Mutex
+	writes map[string]int
 	// trail is each NodeAction's phase/reason after each write, to say
 	// what a write more than expected was for.
-	trail map[string][]string
+	trail   map[string][]string
 	readyAt map[string]time.Time
+	// addedAt and doneAt: when the watch saw each one created, and finished.
+	addedAt map[string]time.Time
+	doneAt  map[string]time.Time
 	done    map[string]bool
 	// firstWrite is when the first status write was seen.
 	firstWrite time.Time
@@ -402,7 +413,8 @@ type tracker struct {
 }
 
 func track(ns string) *tracker {
-	t := &tracker{writes: map[string]int{}, trail: map[string][]string{}, readyAt: map[string]time.Time{}, done: map[string]bool{}, stop: make(chan struct{})}
+	t := &tracker{writes: map[string]int{}, trail: map[string][]string{}, readyAt: map[string]time.Time{}, addedAt: map[string]time.Time{}, doneAt: map[string]time.Time{},
+		done: map[string]bool{}, stop: make(chan struct{})}
 	w, err := kube.Watch(context.Background(), &v1alpha1.NodeActionList{}, client.InNamespace(ns))
 	must(err)
 	go func() {
@@ -457,8 +469,16 @@ func (t *tracker) observe(typ watch.EventType, na *v1alpha1.NodeAction) {
 			t.readyAt[na.Name] = now
 		}
 	}
+	if typ == watch.Added {
+		if _, seen := t.addedAt[na.Name]; !seen {
+			t.addedAt[na.Name] = now
+		}
+	}
 	if na.Status.Phase.Finished() {
 		t.done[na.Name] = true
+		if _, seen := t.doneAt[na.Name]; !seen {
+			t.doneAt[na.Name] = now
+		}
 	}
 }
 
@@ -900,5 +920,111 @@ func shardRun(bin string, n int) []row {
 			fmt.Sprintf("%.0f/s = %.2fx one manager", two, two/one), "-", nil},
 		{"sharding: provider action calls per action (one manager, two shards)",
 			fmt.Sprintf("%.2f, %.2f", float64(postsOne)/float64(n), float64(postsTwo)/float64(n)), "exactly 1", yes(postsOne == n && postsTwo == n)},
+	}
+}
+
+// setRun: one NodeActionSet over n DigitalOcean VMs with maxUnavailable mu,
+// against fakecloud's published budget. Concurrency is read from
+// fakecloud's own timeline of actions (accepted POST to completion).
+func setRun(bin string, n, mu int, d time.Duration, budget int) []row {
+	ns := namespace("set")
+	provider(ns, 0) // default client-side budget
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = strconv.Itoa(500000 + i)
+		cloud.AddVM(fakecloud.VM{ID: ids[i], ActionDuration: d})
+	}
+	inSet := map[string]bool{}
+	for _, id := range ids {
+		inSet[id] = true
+	}
+	cloud.SetRateBudget(fakecloud.RateBudget{Limit: budget, Window: time.Minute})
+	defer cloud.SetRateBudget(fakecloud.RateBudget{Limit: 1 << 30, Window: time.Minute})
+	mgr := startManager(bin, "--watch-namespace="+ns)
+	defer mgr.stop()
+	tr := track(ns)
+	defer tr.close()
+	time.Sleep(2 * time.Second)
+	before := len(cloud.Log())
+	mu32 := intstr.FromInt32(int32(mu))
+	set := &v1alpha1.NodeActionSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "fleet"}, Spec: v1alpha1.NodeActionSetSpec{
+		ProviderRef: v1alpha1.ProviderReference{Name: "do"}, Action: "reboot", NodeIDs: ids, MaxUnavailable: &mu32}}
+	start := time.Now()
+	must(kube.Create(context.Background(), set))
+	var elapsed time.Duration
+	deadline := start.Add(30 * time.Minute)
+	for {
+		s := &v1alpha1.NodeActionSet{}
+		if err := kube.Get(context.Background(), client.ObjectKeyFromObject(set), s); err == nil && s.Status.CompletionTime != nil &&
+			s.Status.ObservedGeneration == s.Generation {
+			elapsed = time.Since(start)
+			set = s
+			break
+		}
+		if time.Now().After(deadline) {
+			fmt.Println("set: did not finish within 30 minutes")
+			set = s
+			elapsed = time.Since(start)
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	var requests, posts, tooMany int
+	kinds := map[string]int{} // what the requests were, for the log line
+	digits := regexp.MustCompile(`[0-9]+`)
+	for _, r := range cloud.Log()[before:] {
+		if r.Skin != "digitalocean" {
+			continue
+		}
+		requests++
+		kinds[r.Method+" "+digits.ReplaceAllString(r.Path, "N")]++
+		if r.ActionCall && r.Accepted {
+			posts++
+		}
+		if r.Status == http.StatusTooManyRequests {
+			tooMany++
+		}
+	}
+	fmt.Printf("set: requests by kind: %v\n", kinds)
+	peak, _ := cloud.PeakConcurrent(func(vm string) bool { return inSet[vm] })
+	// Slot handover, what the set itself adds: the k-th member to finish
+	// frees the slot the (maxUnavailable+k)-th member takes, from the watch's
+	// view of the one finishing to the next being created. Meaningful while
+	// every slot is taken (when the budget, not maxUnavailable, sets the
+	// pace, the next member waits for its request slot instead).
+	tr.mu.Lock()
+	var added, finished []time.Time
+	for _, at := range tr.addedAt {
+		added = append(added, at)
+	}
+	for _, at := range tr.doneAt {
+		finished = append(finished, at)
+	}
+	tr.mu.Unlock()
+	sort.Slice(added, func(i, j int) bool { return added[i].Before(added[j]) })
+	sort.Slice(finished, func(i, j int) bool { return finished[i].Before(finished[j]) })
+	var handover []time.Duration
+	for k := 0; k+mu < len(added) && k < len(finished); k++ {
+		handover = append(handover, max(added[k+mu].Sub(finished[k]), 0))
+	}
+	p50, p99 := percentile(handover, 0.5), percentile(handover, 0.99)
+	byBudget := time.Duration(float64(n) / float64(budget) * float64(time.Minute))
+	bySlots := time.Duration((n+mu-1)/mu) * d
+	lower := max(byBudget, bySlots)
+	ratio := elapsed.Seconds() / lower.Seconds()
+	ready := apimeta.FindStatusCondition(set.Status.Conditions, v1alpha1.ConditionReady)
+	ok := ready != nil && ready.Status == metav1.ConditionTrue && int(set.Status.Succeeded) == n && posts == n
+	fmt.Printf("set: %d VMs, maxUnavailable %d, actions of %s: done in %s (lower bound %s: budget %s, slots %s); %d requests, %d accepted POSTs, %d 429s, peak %d at once\n",
+		n, mu, d, elapsed.Round(time.Second), lower.Round(time.Second), byBudget.Round(time.Second), bySlots.Round(time.Second), requests, posts, tooMany, peak)
+	return []row{
+		{fmt.Sprintf("NodeActionSet of %d DigitalOcean VMs, maxUnavailable %d, actions of %s, budget %d/min: 429s", n, mu, d, budget),
+			strconv.Itoa(tooMany), "0", yes(tooMany == 0 && ok)},
+		{"NodeActionSet: most actions at once, on fakecloud's timeline", strconv.Itoa(peak), fmt.Sprintf("≤ %d", mu), yes(peak <= mu && peak > 0)},
+		{"NodeActionSet: provider calls", fmt.Sprintf("%d accepted POSTs for %d VMs, %d requests in all (%.3f per VM)", posts, n, requests, float64(requests)/float64(n)),
+			"1 POST per VM", yes(posts == n)},
+		{"NodeActionSet: slot handover, a member seen finished → the next member created", fmt.Sprintf("p50 %s, p99 %s", p50.Round(time.Millisecond), p99.Round(time.Millisecond)), "-", nil},
+		{"NodeActionSet: total time against the lower bound (the larger of n/budget and ⌈n/maxUnavailable⌉ × duration)",
+			fmt.Sprintf("%s vs %s (%.2fx; budget %s, slots %s)", elapsed.Round(time.Second), lower.Round(time.Second), ratio, byBudget.Round(time.Second), bySlots.Round(time.Second)),
+			"≤ 1.15x", yes(ratio <= 1.15)},
 	}
 }

@@ -111,8 +111,9 @@ type Action struct {
 	ShownAt time.Time
 	// ListedAt is when action lists start to show it.
 	ListedAt time.Time
-	// LookAlikeBefore, on a look-alike the adversary planted, is how long
-	// before the action it imitates it is dated.
+	// LookAlikeBefore, on a look-alike the adversary planted in the
+	// history (which no request started), is how long before the action it
+	// imitates it is dated; zero on every other action.
 	LookAlikeBefore time.Duration
 
 	duration time.Duration

@@ -14,6 +14,7 @@ import (
 //	POST   /fakecloud/vms             add a VM: {"id": "42", "name": "web-1", "power": "on"}
 //	PATCH  /fakecloud/vms/{id}        {"failNext": "...", "failNextAtOnce": "...", "ignoreShutdown": true, "actionDuration": "30s"}
 //	GET    /fakecloud/actions         list actions
+//	GET    /fakecloud/peak?vms=a,b    the most actions that ran at once on those VMs (all when omitted), and when
 //	GET    /fakecloud/log             the request log, with the choices made
 //	DELETE /fakecloud/log             empty it
 //	POST   /fakecloud/faults          add a fault (see Fault)
@@ -86,6 +87,17 @@ func (c *Cloud) controlHandler() http.Handler {
 			writeJSON(w, http.StatusOK, vm)
 		case route == "GET actions":
 			writeJSON(w, http.StatusOK, c.Actions())
+		case route == "GET peak":
+			var keep func(string) bool
+			if list := r.URL.Query().Get("vms"); list != "" {
+				vms := map[string]bool{}
+				for _, id := range strings.Split(list, ",") {
+					vms[id] = true
+				}
+				keep = func(id string) bool { return vms[id] }
+			}
+			peak, at := c.PeakConcurrent(keep)
+			writeJSON(w, http.StatusOK, map[string]any{"peak": peak, "at": at})
 		case route == "GET log":
 			writeJSON(w, http.StatusOK, c.Log())
 		case route == "DELETE log":

@@ -51,8 +51,42 @@ var (
 	}, []string{"namespace", "provider"})
 )
 
+// NodeActionSet metrics, one series per set (deleted with the set).
+var (
+	// SetMembers counts a NodeActionSet's VMs in each state of its run.
+	SetMembers = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "nodeactionset_members",
+		Help: "VMs of a NodeActionSet's current run by state: pending (not started), running (in flight), succeeded, failed, removed.",
+	}, []string{"namespace", "nodeactionset", "state"})
+
+	// SetStarts counts members a NodeActionSet started.
+	SetStarts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "nodeactionset_member_starts_total",
+		Help: "Members a NodeActionSet started (created, or given the run's runID).",
+	}, []string{"namespace", "nodeactionset"})
+
+	// SetHalted is 1 while a NodeActionSet's failure budget is exceeded.
+	SetHalted = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "nodeactionset_halted",
+		Help: "1 while a NodeActionSet starts no new members because more than spec.maxFailures failed, else 0.",
+	}, []string{"namespace", "nodeactionset"})
+)
+
+// Collectors are every metric the operator exports (the tests that check
+// the docs, alerts and dashboard against them read this list).
+var Collectors = []prometheus.Collector{ActionsTotal, ActionDuration, ProviderRequests, ProviderRequestDuration, RateLimitWait, InFlight,
+	SetMembers, SetStarts, SetHalted}
+
 func init() {
-	crmetrics.Registry.MustRegister(ActionsTotal, ActionDuration, ProviderRequests, ProviderRequestDuration, RateLimitWait, InFlight)
+	crmetrics.Registry.MustRegister(Collectors...)
+}
+
+// ForgetSet drops a deleted NodeActionSet's series.
+func ForgetSet(namespace, name string) {
+	labels := prometheus.Labels{"namespace": namespace, "nodeactionset": name}
+	SetMembers.DeletePartialMatch(labels)
+	SetStarts.DeletePartialMatch(labels)
+	SetHalted.DeletePartialMatch(labels)
 }
 
 // ObserveRequest records one provider HTTP request; it fits

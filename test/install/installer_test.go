@@ -106,14 +106,14 @@ func TestInstallYAMLApplies(t *testing.T) {
 		}
 	}
 	for kind, n := range map[string]int{
-		"Namespace": 1, "CustomResourceDefinition": 2, "ServiceAccount": 1, "Deployment": 1, "Service": 1,
-		"ValidatingAdmissionPolicy": 2, "ValidatingAdmissionPolicyBinding": 2,
+		"Namespace": 1, "CustomResourceDefinition": 3, "ServiceAccount": 1, "Deployment": 1, "Service": 1,
+		"ValidatingAdmissionPolicy": 3, "ValidatingAdmissionPolicyBinding": 3,
 	} {
 		if kinds[kind] != n {
 			t.Errorf("dist/install.yaml has %d %s, want %d", kinds[kind], kind, n)
 		}
 	}
-	for _, name := range []string{"nodeactions.compute.nodeaction.dev", "providers.compute.nodeaction.dev"} {
+	for _, name := range []string{"nodeactions.compute.nodeaction.dev", "nodeactionsets.compute.nodeaction.dev", "providers.compute.nodeaction.dev"} {
 		crd := &apiextensionsv1.CustomResourceDefinition{}
 		if err := k8s.Get(context.Background(), client.ObjectKey{Name: name}, crd); err != nil {
 			t.Fatal(err)

@@ -45,6 +45,7 @@ const (
 	deploymentName   = "nodeaction-controller-manager"
 	metricsService   = "nodeaction-controller-manager-metrics-service"
 	policyName       = "nodeaction-permissions"
+	setPolicyName    = "nodeaction-set-permissions"
 	leaderElectionID = "nodeaction-operator.compute.nodeaction.dev"
 )
 

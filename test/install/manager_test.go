@@ -52,8 +52,9 @@ func TestManagerRunsWithInstalledRBAC(t *testing.T) {
 	cloud := fakecloud.New(fakecloud.Options{ActionDuration: 300 * time.Millisecond})
 	server := httptest.NewServer(cloud.Handler())
 	defer server.Close()
-	cloud.AddVM(fakecloud.VM{ID: "2001"})
-	cloud.AddVM(fakecloud.VM{ID: "2002"})
+	for _, id := range []string{"2001", "2002", "2003", "2004", "2005"} {
+		cloud.AddVM(fakecloud.VM{ID: id})
+	}
 
 	start := time.Now()
 	mgr := startManagerBinary(t, bin, managerArgs(t, readObjects(t, filepath.Join(repoRoot, "dist", "install.yaml"))))
@@ -126,6 +127,8 @@ func TestManagerRunsWithInstalledRBAC(t *testing.T) {
 		t.Errorf("fakecloud saw %d action calls for the TTL NodeAction, want 1", n)
 	}
 
+	runSetsWithInstalledRBAC(t, ns, cloud, mgr)
+
 	// Events (events.k8s.io) about the NodeAction, written by the manager.
 	if err := pollUntil(10*time.Second, func() error {
 		events := &eventsv1.EventList{}
@@ -171,6 +174,62 @@ func TestManagerRunsWithInstalledRBAC(t *testing.T) {
 	}
 	if len(secretReads) == 0 {
 		t.Errorf("the audit log shows no Secret read by the manager; the test does not see what it should")
+	}
+}
+
+// runSetsWithInstalledRBAC: the manager, as its ServiceAccount, rolls a
+// destructive NodeActionSet (so the policy nodeaction-permissions lets it
+// create rebuild members), records and releases a member deleted by hand,
+// and maps a Node selected by label to its VM.
+func runSetsWithInstalledRBAC(t *testing.T, ns string, cloud *fakecloud.Cloud, mgr *managerProcess) {
+	t.Helper()
+	ctx := context.Background()
+	rebuild := &v1alpha1.NodeActionSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "rebuild-pair"}, Spec: v1alpha1.NodeActionSetSpec{
+		ProviderRef: v1alpha1.ProviderReference{Name: "do"}, Action: "rebuild", Confirm: "rebuild-pair",
+		Parameters: &v1alpha1.ActionParameters{Image: "ubuntu-24-04-x64"}, NodeIDs: []string{"2003", "2004"}}}
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "install-worker-1", Labels: map[string]string{"pool": "install-workers"},
+		Annotations: map[string]string{v1alpha1.AnnotationVM: "do/2005"}}}
+	byLabel := &v1alpha1.NodeActionSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "by-label"}, Spec: v1alpha1.NodeActionSetSpec{
+		ProviderRef: v1alpha1.ProviderReference{Name: "do"}, Action: "reboot",
+		NodeSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"pool": "install-workers"}}}}
+	for _, o := range []client.Object{rebuild, node, byLabel} {
+		if err := k8s.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { _ = k8s.Delete(ctx, node) })
+	if err := pollUntil(60*time.Second, func() error {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(rebuild), rebuild); err != nil {
+			return err
+		}
+		if c := findCondition(rebuild.Status.Conditions, v1alpha1.ConditionReady); c == nil || c.Status != metav1.ConditionTrue {
+			return fmt.Errorf("NodeActionSet rebuild-pair not Ready: %+v", rebuild.Status)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("%v\nmanager log:\n%s", err, mgr.log())
+	}
+	for _, id := range []string{"2003", "2004"} {
+		if n := cloud.AcceptedActions(id); n != 1 {
+			t.Errorf("VM %s: %d rebuilds accepted, want 1", id, n)
+		}
+	}
+	member := &v1alpha1.NodeAction{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "rebuild-pair.2003"}}
+	if err := k8s.Delete(ctx, member); err != nil {
+		t.Fatal(err)
+	}
+	if err := pollUntil(30*time.Second, func() error {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(member), member); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("member rebuild-pair.2003 is still there (finalizers %v, error %v)", member.Finalizers, err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("%v\nmanager log:\n%s", err, mgr.log())
+	}
+	if err := pollUntil(30*time.Second, func() error {
+		return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "by-label.2005"}, &v1alpha1.NodeAction{})
+	}); err != nil {
+		t.Fatalf("no member for the Node selected by label: %v\nmanager log:\n%s", err, mgr.log())
 	}
 }
 

@@ -29,7 +29,7 @@ const (
 	operatorUser = "olivia"  // ClusterRole nodeaction-operator
 	adminUser    = "adam"    // ClusterRole nodeaction-admin
 	viewerUser   = "vera"    // ClusterRole nodeaction-viewer
-	limitedUser  = "lindsey" // may create NodeActions, and use only Provider p2
+	limitedUser  = "lindsey" // may create NodeActions and NodeActionSets, and use only Provider p2
 )
 
 func bindClusterRole(t *testing.T, ns, user, role string) {
@@ -64,7 +64,7 @@ func policyNamespace(t *testing.T, name string) string {
 	limited := &rbacv1.Role{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "p2-only"},
 		Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{v1alpha1.GroupVersion.Group}, Resources: []string{"nodeactions"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch"}},
+			{APIGroups: []string{v1alpha1.GroupVersion.Group}, Resources: []string{"nodeactions", "nodeactionsets"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch"}},
 			{APIGroups: []string{v1alpha1.GroupVersion.Group}, Resources: []string{"providers"}, Verbs: []string{"use"}, ResourceNames: []string{"p2"}},
 		},
 	}
@@ -311,7 +311,7 @@ func TestAdmissionPolicyTypeChecks(t *testing.T) {
 		t.Fatal(err)
 	}
 	checker := &validating.TypeChecker{SchemaResolver: &resolver.ClientDiscoveryResolver{Discovery: dc}, RestMapper: mapper}
-	for _, name := range []string{policyName, "nodeaction-provider-credentials"} {
+	for _, name := range []string{policyName, setPolicyName, "nodeaction-provider-credentials"} {
 		vap := &admissionregistrationv1.ValidatingAdmissionPolicy{}
 		if err := k8s.Get(ctx, client.ObjectKey{Name: name}, vap); err != nil {
 			t.Fatal(err)

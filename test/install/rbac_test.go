@@ -129,6 +129,23 @@ func TestManagerServiceAccountPermissions(t *testing.T) {
 		{group: group, resource: "nodeactions", verb: "delete", namespace: team},
 		{group: group, resource: "nodeactions", subresource: "status", verb: "update", namespace: team},
 		{group: group, resource: "nodeactions", subresource: "status", verb: "patch", namespace: team},
+		// NodeActionSets: the manager creates their members and gives them
+		// new runIDs. The policy nodeaction-permissions checks it, as anyone,
+		// for `use` and the destructive verbs; nodeaction-set-permissions
+		// checked the set's creator for the same.
+		{group: group, resource: "nodeactions", verb: "create", namespace: team},
+		{group: group, resource: "nodeactions", verb: "update", namespace: team},
+		{group: group, resource: "nodeactions", verb: "patch", namespace: team},
+		{group: group, resource: "nodeactions", verb: "reinstall", namespace: team},
+		{group: group, resource: "nodeactions", verb: "rebuild", namespace: team},
+		{group: group, resource: "nodeactions", verb: "restore", namespace: team},
+		{group: group, resource: "nodeactions", verb: "recreate", namespace: team},
+		{group: group, resource: "providers", verb: "use", namespace: team, name: "do"},
+		{group: group, resource: "nodeactionsets", verb: "get", namespace: team},
+		{group: group, resource: "nodeactionsets", verb: "list"},
+		{group: group, resource: "nodeactionsets", verb: "watch"},
+		{group: group, resource: "nodeactionsets", subresource: "status", verb: "patch", namespace: team},
+		{group: group, resource: "nodeactionsets", subresource: "finalizers", verb: "update", namespace: team},
 		{resource: "secrets", verb: "get", namespace: team, name: "do-credentials"},
 		{group: "events.k8s.io", resource: "events", verb: "create", namespace: team},
 		{group: "events.k8s.io", resource: "events", verb: "patch", namespace: team},
@@ -139,6 +156,8 @@ func TestManagerServiceAccountPermissions(t *testing.T) {
 		{group: "authentication.k8s.io", resource: "tokenreviews", verb: "create"},
 		{group: "authorization.k8s.io", resource: "subjectaccessreviews", verb: "create"},
 		// spec.node: find, cordon and watch Nodes; drain them by eviction.
+		// NodeActionSets read the Nodes they select by label to find the VM
+		// under each.
 		{resource: "nodes", verb: "get", name: "node-1"},
 		{resource: "nodes", verb: "list"},
 		{resource: "nodes", verb: "watch"},
@@ -155,21 +174,18 @@ func TestManagerServiceAccountPermissions(t *testing.T) {
 		{resource: "secrets", verb: "create", namespace: team},
 		{resource: "secrets", verb: "update", namespace: team, name: "do-credentials"},
 		{resource: "secrets", verb: "delete", namespace: team, name: "do-credentials"},
-		// NodeActions: people create them and own their spec.
-		{group: group, resource: "nodeactions", verb: "create", namespace: team},
-		{group: group, resource: "nodeactions", verb: "update", namespace: team},
-		{group: group, resource: "nodeactions", verb: "patch", namespace: team},
+		// NodeActions: never in bulk.
 		{group: group, resource: "nodeactions", verb: "deletecollection", namespace: team},
-		{group: group, resource: "nodeactions", verb: "reinstall", namespace: team},
-		{group: group, resource: "nodeactions", verb: "rebuild", namespace: team},
-		{group: group, resource: "nodeactions", verb: "restore", namespace: team},
-		{group: group, resource: "nodeactions", verb: "recreate", namespace: team},
+		// NodeActionSets: people create them and own their spec.
+		{group: group, resource: "nodeactionsets", verb: "create", namespace: team},
+		{group: group, resource: "nodeactionsets", verb: "update", namespace: team},
+		{group: group, resource: "nodeactionsets", verb: "patch", namespace: team},
+		{group: group, resource: "nodeactionsets", verb: "delete", namespace: team},
 		// Providers: read, and write status only.
 		{group: group, resource: "providers", verb: "create", namespace: team},
 		{group: group, resource: "providers", verb: "update", namespace: team},
 		{group: group, resource: "providers", verb: "patch", namespace: team},
 		{group: group, resource: "providers", verb: "delete", namespace: team},
-		{group: group, resource: "providers", verb: "use", namespace: team, name: "do"},
 		// Leader election is confined to the manager's namespace.
 		{group: "coordination.k8s.io", resource: "leases", verb: "get", namespace: team},
 		{group: "coordination.k8s.io", resource: "leases", verb: "create", namespace: team},
@@ -253,14 +269,21 @@ func TestUserRoles(t *testing.T) {
 	}
 	for _, v := range []string{"get", "list", "watch"} {
 		for _, role := range []string{"nodeaction-viewer", "nodeaction-operator", "nodeaction-admin"} {
-			if !grants(role, "nodeactions", v) || !grants(role, "providers", v) {
-				t.Errorf("%s does not grant %s on nodeactions and providers", role, v)
+			if !grants(role, "nodeactions", v) || !grants(role, "providers", v) || !grants(role, "nodeactionsets", v) {
+				t.Errorf("%s does not grant %s on nodeactions, nodeactionsets and providers", role, v)
 			}
 		}
 	}
+	for _, v := range []string{"create", "update", "patch", "delete"} {
+		if grants("nodeaction-viewer", "nodeactionsets", v) {
+			t.Errorf("nodeaction-viewer grants %s on nodeactionsets", v)
+		}
+	}
 	for _, v := range []string{"create", "delete"} {
-		if !grants("nodeaction-operator", "nodeactions", v) || !grants("nodeaction-admin", "nodeactions", v) {
-			t.Errorf("nodeaction-operator and nodeaction-admin must both grant %s on nodeactions", v)
+		for _, resource := range []string{"nodeactions", "nodeactionsets"} {
+			if !grants("nodeaction-operator", resource, v) || !grants("nodeaction-admin", resource, v) {
+				t.Errorf("nodeaction-operator and nodeaction-admin must both grant %s on %s", v, resource)
+			}
 		}
 	}
 	if !grants("nodeaction-operator", "providers", "use") || !grants("nodeaction-admin", "providers", "use") {

@@ -107,8 +107,7 @@ func exportedSeries(t *testing.T) map[string][]string {
 		"process_start_time_seconds": slices.Clone(targetLabels),
 	}
 	desc := regexp.MustCompile(`fqName: "([^"]+)".*variableLabels: \{([^}]*)\}`)
-	for _, c := range []prometheus.Collector{metrics.ActionsTotal, metrics.ActionDuration, metrics.ProviderRequests,
-		metrics.ProviderRequestDuration, metrics.RateLimitWait, metrics.InFlight} {
+	for _, c := range metrics.Collectors {
 		ch := make(chan *prometheus.Desc, 4)
 		c.Describe(ch)
 		close(ch)

@@ -58,6 +58,10 @@ const (
 	OpenScalerShutdown = "24"
 )
 
+// DropletWorkers are the droplets of the sample NodeActionSet
+// (config/samples/nodeactionset.yaml), rebooted two at a time.
+var DropletWorkers = []string{"3164501", "3164502", "3164503", "3164504", "3164505", "3164506"}
+
 // VMs returns the demo VMs: the ones the samples act on, plus a few spare
 // ones to try other actions on.
 func VMs() []fakecloud.VM {
@@ -68,8 +72,14 @@ func VMs() []fakecloud.VM {
 		{ID: DropletRename, Name: "web-2", Region: "nyc3", Size: "s-1vcpu-1gb"},
 		{ID: DropletResize, Name: "batch-1", Region: "nyc3", Size: "s-1vcpu-1gb", Power: off},
 		{ID: DropletRateLimited, Name: "web-3", Region: "nyc3", Size: "s-1vcpu-1gb"},
-		{ID: DropletNode, Name: "worker-1", Region: "nyc3", Size: "s-2vcpu-4gb"},
+		{ID: DropletNode, Name: "demo-worker-1", Region: "nyc3", Size: "s-2vcpu-4gb"},
 		{ID: "3164498", Name: "db-1", Region: "ams3", Size: "s-2vcpu-4gb", Memory: 4, VCPUs: 2, Disk: 80},
+		{ID: DropletWorkers[0], Name: "worker-1", Region: "nyc3"},
+		{ID: DropletWorkers[1], Name: "worker-2", Region: "nyc3"},
+		{ID: DropletWorkers[2], Name: "worker-3", Region: "nyc3"},
+		{ID: DropletWorkers[3], Name: "worker-4", Region: "nyc3"},
+		{ID: DropletWorkers[4], Name: "worker-5", Region: "nyc3"},
+		{ID: DropletWorkers[5], Name: "worker-6", Region: "nyc3"},
 
 		// Senlin
 		{ID: SenlinReboot, Name: "senlin-node-1", Region: fakecloud.KeystoneRegion},
