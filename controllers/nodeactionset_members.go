@@ -106,6 +106,11 @@ func memberFor(set *v1alpha1.NodeActionSet, t setTarget, run string) *v1alpha1.N
 	if destructive(&spec) {
 		na.Spec.Confirm = t.nodeID
 	}
+	// A member belongs to its set's shard (docs/sharding.md): the manager
+	// that rolls the set out is the one that sees and runs its members.
+	if v, ok := set.Labels[v1alpha1.LabelShard]; ok {
+		na.Labels[v1alpha1.LabelShard] = v
+	}
 	return na
 }
 

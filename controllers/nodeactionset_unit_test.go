@@ -247,6 +247,16 @@ func TestSetStartsAtMostMaxUnavailable(t *testing.T) {
 	if m.Spec.Action != "reboot" || m.Spec.ProviderRef.Name != "p" || m.Spec.RunID != "" || m.Spec.Confirm != "" || *m.Spec.ActiveDeadlineSeconds != 3600 {
 		t.Errorf("member spec %+v", m.Spec)
 	}
+	if _, ok := m.Labels[v1alpha1.LabelShard]; ok {
+		t.Errorf("member of an unsharded set labelled %v", m.Labels)
+	}
+	// A sharded set's members are its shard's: the manager that rolls it
+	// out is the one that sees them.
+	sharded := unitSet(2, "30")
+	sharded.Labels = map[string]string{v1alpha1.LabelShard: "blue"}
+	if got := memberFor(sharded, setTarget{nodeID: "30"}, "").Labels[v1alpha1.LabelShard]; got != "blue" {
+		t.Errorf("member of a set in shard blue has shard label %q", got)
+	}
 
 	// Members in flight, whatever their phase: nothing more starts.
 	u.progress("30", v1alpha1.PhaseSubmitting, v1alpha1.ReasonSubmitting)

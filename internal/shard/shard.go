@@ -108,13 +108,15 @@ func (s Shard) UserAgent(ua string) string {
 }
 
 // CacheByObject is the manager cache's per-kind configuration for the
-// shard: only NodeActions are filtered. Providers stay visible to every
+// shard: only NodeActions and NodeActionSets are filtered (a set's members
+// carry its shard label). Providers stay visible to every
 // shard, because a NodeAction may name any Provider of its namespace
 // whatever the Provider's shard; the Provider controller acts only on its
 // shard's Providers (Owns). Secrets are never cached (they are read
 // directly) and Nodes are cluster state every shard needs.
 func (s Shard) CacheByObject() map[client.Object]cache.ByObject {
 	return map[client.Object]cache.ByObject{
-		&v1alpha1.NodeAction{}: {Label: s.Selector()},
+		&v1alpha1.NodeAction{}:    {Label: s.Selector()},
+		&v1alpha1.NodeActionSet{}: {Label: s.Selector()},
 	}
 }

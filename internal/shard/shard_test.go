@@ -106,20 +106,22 @@ func TestLeaderElectionIDAndUserAgent(t *testing.T) {
 	}
 }
 
-// Only NodeActions are filtered in the cache: Providers, Nodes and the rest
-// stay whole, whatever the shard.
+// Only NodeActions and NodeActionSets are filtered in the cache: Providers,
+// Nodes and the rest stay whole, whatever the shard.
 func TestCacheByObject(t *testing.T) {
 	blue, _ := Parse("blue")
 	by := blue.CacheByObject()
-	if len(by) != 1 {
-		t.Fatalf("%d kinds filtered, want only NodeActions: %v", len(by), by)
+	if len(by) != 2 {
+		t.Fatalf("%d kinds filtered, want NodeActions and NodeActionSets: %v", len(by), by)
 	}
 	for obj, c := range by {
-		if _, ok := obj.(*v1alpha1.NodeAction); !ok {
+		switch obj.(type) {
+		case *v1alpha1.NodeAction, *v1alpha1.NodeActionSet:
+		default:
 			t.Errorf("filters %T", obj)
 		}
 		if c.Label.String() != Label+"=blue" {
-			t.Errorf("NodeAction selector %q", c.Label)
+			t.Errorf("%T selector %q", obj, c.Label)
 		}
 	}
 }
