@@ -207,7 +207,8 @@ func TestJudgeLookup(t *testing.T) {
 	a := provider.Submission{ActionID: "1017"}
 	b := provider.Submission{ActionID: "1018"}
 	state := provider.Submission{} // a state read-back: no action id
-	claimed := map[string]string{"1017": "ns/a"}
+	claimed := map[string]claim{"1017": {owner: "ns/a", sure: true}, "1020": {owner: "other/z"}}
+	elsewhere := provider.Submission{ActionID: "1020"} // recorded through another Provider
 	for _, tc := range []struct {
 		name    string
 		found   provider.Found
@@ -223,6 +224,12 @@ func TestJudgeLookup(t *testing.T) {
 		{name: "two unclaimed: unknown, never a guess", found: provider.Found{Candidates: []provider.Submission{b, {ActionID: "1019"}}, Complete: true}, unknown: "1018, 1019"},
 		{name: "a state read-back is adopted", found: provider.Found{Candidates: []provider.Submission{state}, Complete: true}, adopt: ""},
 		{name: "claimed only, incomplete: unknown naming the claimed one", found: provider.Found{Candidates: []provider.Submission{a}}, unknown: "ns/a"},
+		// Action ids are per account: an id recorded through another
+		// Provider may be another account's. Counting it out would send
+		// again an attempt that landed (seen in the kill test, where each
+		// world's fakecloud numbers its actions from 1001).
+		{name: "an id recorded through another Provider is not counted out", found: provider.Found{Candidates: []provider.Submission{elsewhere}, Complete: true}, unknown: "another Provider"},
+		{name: "nor adopted beside another", found: provider.Found{Candidates: []provider.Submission{elsewhere, b}, Complete: true}, unknown: "1018, 1020"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v := judgeLookup(tc.found, claimed)

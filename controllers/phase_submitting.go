@@ -115,7 +115,7 @@ func (s *step) lookup(ctx context.Context, t target) (ctrl.Result, error) {
 	st := &na.Status
 	found, err := t.driver.Lookup(ctx, t.req, s.lookupWindow())
 	if err == nil {
-		var claimed map[string]string
+		var claimed map[string]claim
 		if claimed, err = s.claimedActions(ctx); err != nil {
 			err = provider.NewRetryable(provider.Unavailable, fmt.Sprintf("cannot list the NodeActions on node %s: %v", na.Spec.NodeID, err), 0)
 		} else {
@@ -159,32 +159,43 @@ type verdict struct {
 // One candidate is adopted; none is "not accepted" only where the provider's
 // records are complete; several, or records that are not complete, cannot
 // be told apart and are left to a person. It never guesses.
-func judgeLookup(found provider.Found, claimed map[string]string) verdict {
-	var open []provider.Submission
+func judgeLookup(found provider.Found, claimed map[string]claim) verdict {
+	var open, doubtful []provider.Submission
 	var skipped []string
 	for _, c := range found.Candidates {
-		if owner, ok := claimed[c.ActionID]; ok && c.ActionID != "" {
-			skipped = append(skipped, fmt.Sprintf("%s (NodeAction %s's)", c.ActionID, owner))
+		if cl, ok := claimed[c.ActionID]; ok && c.ActionID != "" {
+			if cl.sure {
+				skipped = append(skipped, fmt.Sprintf("%s (NodeAction %s's)", c.ActionID, cl.owner))
+				continue
+			}
+			// Recorded through another Provider: maybe another account,
+			// whose action ids say nothing of this one's. Neither adopt
+			// it nor count it out.
+			doubtful = append(doubtful, c)
+			skipped = append(skipped, fmt.Sprintf("%s (an id NodeAction %s recorded through another Provider)", c.ActionID, cl.owner))
 			continue
 		}
 		open = append(open, c)
 	}
 	switch {
-	case len(open) == 1:
+	case len(open) == 1 && len(doubtful) == 0:
 		return verdict{adopt: &open[0]}
-	case len(open) > 1:
-		ids := make([]string, 0, len(open))
-		for _, c := range open {
+	case len(open)+len(doubtful) > 1:
+		ids := make([]string, 0, len(open)+len(doubtful))
+		for _, c := range append(open, doubtful...) {
 			ids = append(ids, orUnnamed(c.ActionID))
 		}
 		return verdict{why: fmt.Sprintf("%d actions of this type started while the attempt could have landed (%s), and nothing tells which is this attempt's",
-			len(open), strings.Join(ids, ", "))}
-	case found.Complete:
+			len(open)+len(doubtful), strings.Join(ids, ", "))}
+	case found.Complete && len(doubtful) == 0:
 		return verdict{notAccepted: true}
 	default:
 		why := "the provider's records do not show it, but they are not complete enough to prove it was not accepted"
 		if found.Why != "" {
 			why = found.Why
+		}
+		if len(doubtful) > 0 {
+			why = "the only action of this type in the window has an id another NodeAction recorded through another Provider, which may be another account"
 		}
 		if len(skipped) > 0 {
 			why += "; earlier actions " + strings.Join(skipped, ", ") + " are not this attempt's"
@@ -243,10 +254,18 @@ func (s *step) unknown(t target, why string) {
 	s.end(failure(v1alpha1.ReasonSubmissionUnknown, msg))
 }
 
+// claim is a provider action id some NodeAction recorded: sure when it was
+// recorded through the same Provider (same namespace and name, so the same
+// account); ids through another Provider may belong to another account.
+type claim struct {
+	owner string
+	sure  bool
+}
+
 // claimedActions maps the provider action ids that NodeActions on the same
 // VM id have recorded (current runs and history; this one's earlier runs
 // too) to their names.
-func (s *step) claimedActions(ctx context.Context) (map[string]string, error) {
+func (s *step) claimedActions(ctx context.Context) (map[string]claim, error) {
 	list := &v1alpha1.NodeActionList{}
 	var err error
 	if s.r.Shard != nil {
@@ -260,15 +279,22 @@ func (s *step) claimedActions(ctx context.Context) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	claimed := map[string]string{}
+	claimed := map[string]claim{}
+	add := func(o *v1alpha1.NodeAction, id string) {
+		sure := o.Namespace == s.na.Namespace && o.Spec.ProviderRef.Name == s.na.Spec.ProviderRef.Name
+		if prev, ok := claimed[id]; ok && prev.sure {
+			return
+		}
+		claimed[id] = claim{owner: o.Namespace + "/" + o.Name, sure: sure}
+	}
 	for i := range list.Items {
 		o := &list.Items[i]
 		if o.UID != s.na.UID && o.Status.ProviderActionID != "" {
-			claimed[o.Status.ProviderActionID] = o.Namespace + "/" + o.Name
+			add(o, o.Status.ProviderActionID)
 		}
 		for _, h := range o.Status.History {
 			if h.ProviderActionID != "" {
-				claimed[h.ProviderActionID] = o.Namespace + "/" + o.Name
+				add(o, h.ProviderActionID)
 			}
 		}
 	}
