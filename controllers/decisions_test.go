@@ -285,6 +285,51 @@ func TestSubmissionWaitsForItsSlotWithOneWrite(t *testing.T) {
 	}
 }
 
+// A send the provider's window holds back at its slot (the budget the
+// provider reports is spent until its reset) keeps its recorded intent: it
+// goes when the window resets, inside the attempt's recorded window,
+// without another status write. Only a hold past the last moment the
+// attempt may leave sends it back for a new slot.
+func TestSendHeldByTheProvidersWindowKeepsItsIntent(t *testing.T) {
+	u := newUnit(t, unitAction("reboot"), nil)
+	held := 0
+	u.driver.submit = func(context.Context, provider.Request) (provider.Submission, error) {
+		if held < 1 {
+			held++
+			return provider.Submission{}, &provider.Error{Kind: provider.Retryable, Class: provider.RateLimited, NotSent: true,
+				RetryAfter: 1500 * time.Millisecond, Message: "client-side rate limit: the provider's window is spent"}
+		}
+		return provider.Submission{ActionID: "a-1", StartedAt: u.clock.Now()}, nil
+	}
+	res, na := u.reconcile()
+	if u.writes != 1 || na.Status.Phase != v1alpha1.PhaseSubmitting || na.Status.Attempts != 0 {
+		t.Fatalf("%d writes, phase %s, attempts %d; want the intent only, still Submitting, nothing sent", u.writes, na.Status.Phase, na.Status.Attempts)
+	}
+	if res.RequeueAfter <= 0 || res.RequeueAfter > 1500*time.Millisecond {
+		t.Fatalf("requeue %s, want back by the window's reset (1.5s)", res.RequeueAfter)
+	}
+	attempt := na.Status.AttemptID
+	u.clock.Step(1500 * time.Millisecond)
+	_, na = u.reconcile()
+	if s, _, _ := u.driver.calls(); s != 2 || na.Status.Phase != v1alpha1.PhaseRunning || na.Status.AttemptID != attempt || na.Status.Attempts != 1 {
+		t.Fatalf("%d submit calls, phase %s, attempt %s (was %s), attempts %d; want the same attempt sent once", s, na.Status.Phase, na.Status.AttemptID, attempt, na.Status.Attempts)
+	}
+	if u.writes != 2 {
+		t.Errorf("%d status writes for intent and answer, want 2", u.writes)
+	}
+
+	// Held past the attempt's last moment to leave: a new slot, a new attempt.
+	u = newUnit(t, unitAction("reboot"), nil)
+	u.driver.submit = func(context.Context, provider.Request) (provider.Submission, error) {
+		return provider.Submission{}, &provider.Error{Kind: provider.Retryable, Class: provider.RateLimited, NotSent: true,
+			RetryAfter: time.Minute, Message: "client-side rate limit: the provider's window is spent"}
+	}
+	_, na = u.reconcile()
+	if na.Status.Phase != v1alpha1.PhasePending || readyReason(na) != v1alpha1.ReasonRateLimited || na.Status.Attempts != 0 {
+		t.Fatalf("phase %s (%s), attempts %d; want Pending, RateLimited, nothing sent", na.Status.Phase, readyReason(na), na.Status.Attempts)
+	}
+}
+
 // A request that never left (the client-side budget or a refused
 // connection) is not counted as an attempt.
 func TestNotSentIsNotAnAttempt(t *testing.T) {

@@ -74,6 +74,8 @@ type NodeActionReconciler struct {
 	polls    sync.Map // types.NamespacedName → time.Time of the next poll
 	tickets  sync.Map // types.NamespacedName → heldTicket: a recorded attempt waiting for its slot
 	fleet    fleetPoller
+	// durations learns how long each kind of action takes (adaptive polling).
+	durations actionDurations
 }
 
 // DriverSource builds and keeps the driver of each Provider

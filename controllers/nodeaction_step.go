@@ -298,31 +298,6 @@ func (s *step) providerType() string {
 	return s.ptype
 }
 
-// schedulePoll picks the next poll: fast at first, backing off as the
-// action ages (half its age so far), between the Provider's pollInterval and 30s.
-func (s *step) schedulePoll(t target) time.Duration {
-	base := s.pollBase(t)
-	interval := base
-	if sub := s.na.Status.SubmittedAt; sub != nil {
-		interval = min(max(s.now.Sub(sub.Time)/2, base), max(maxPollInterval, base))
-	}
-	return s.schedulePollAt(t, interval)
-}
-
-// pollBase is the Provider's pollInterval (default 2s).
-func (s *step) pollBase(t target) time.Duration {
-	if pi := t.provider.Spec.PollInterval; pi != nil && pi.Duration > 0 {
-		return pi.Duration
-	}
-	return defaultPollInterval
-}
-
-// schedulePollAt sets the next poll interval from now.
-func (s *step) schedulePollAt(_ target, interval time.Duration) time.Duration {
-	s.r.polls.Store(client.ObjectKeyFromObject(s.na), s.now.Add(interval))
-	return interval
-}
-
 // backoff is capped exponential with ±20% jitter.
 func backoff(n int32) time.Duration {
 	d := retryBase

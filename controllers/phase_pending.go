@@ -111,13 +111,15 @@ func (s *step) submit(ctx context.Context, t target) (ctrl.Result, error) {
 	return s.send(ctx, t, ticket)
 }
 
-// submitSlack is how late after its slot a recorded attempt may still
-// leave. Kept short: a request that leaves late bunches with the ones on
-// time after it, and the provider's own window counts them together.
+// submitSlack widens the recorded window past the slot. A recorded
+// attempt may leave until latestSend (half the request timeout later
+// still): a late wake-up or the provider's window holding it back does
+// not cost a new attempt; the gate counts late requests against the
+// provider's window like any other.
 const submitSlack = time.Second
 
 // wakeEarly is how long before its slot a recorded attempt's reconcile is
-// queued: a busy work queue wakes it a little late, and past submitSlack
+// queued: a busy work queue wakes it a little late, and past latestSend
 // that costs a new attempt (another intent written). The send waits out
 // the rest of the slot itself.
 const wakeEarly = time.Second
@@ -137,6 +139,16 @@ func (s *step) send(ctx context.Context, t target, ticket *provider.Ticket) (ctr
 	defer cancel()
 	s.log.Info("submitting", "attempt", st.AttemptID, "providerAction", st.ProviderAction, "node", s.na.Spec.NodeID)
 	sub, err := t.driver.Submit(sendCtx, t.req)
+	if until, ok := s.heldBack(err); ok {
+		// The provider's window is spent until its reset (or a Retry-After
+		// came since the slot was taken), and the reset comes while the
+		// attempt may still leave: it keeps its slot and its recorded
+		// intent, and goes then, with no status written meanwhile.
+		ticket.At = until
+		s.r.tickets.Store(client.ObjectKeyFromObject(s.na), heldTicket{attemptID: st.AttemptID, ticket: ticket})
+		s.log.V(1).Info("the provider's window holds the attempt back", "attempt", st.AttemptID, "until", until)
+		return s.bound(ctrl.Result{RequeueAfter: max(until.Sub(s.now)-wakeEarly, 10*time.Millisecond)}), nil
+	}
 	if !provider.IsNotSent(err) {
 		st.Attempts++
 	}
@@ -145,6 +157,24 @@ func (s *step) send(ctx context.Context, t target, ticket *provider.Ticket) (ctr
 		return ctrl.Result{}, err
 	}
 	return res, nil
+}
+
+// heldBack says whether a submission's error is the rate gate holding its
+// request back (nothing sent) until a time the attempt may still leave at.
+func (s *step) heldBack(err error) (time.Time, bool) {
+	pe := provider.AsError(err)
+	if err == nil || !pe.NotSent || pe.Class != provider.RateLimited || pe.RetryAfter <= 0 {
+		return time.Time{}, false
+	}
+	until := s.r.now().Add(pe.RetryAfter)
+	return until, !until.After(s.latestSend())
+}
+
+// latestSend is the last moment the current attempt's request may leave
+// the operator: it keeps half the request timeout for its answer before
+// the recorded deadline cuts it off.
+func (s *step) latestSend() time.Time {
+	return s.submitDeadline().Add(-s.r.Drivers.RequestTimeout() / 2)
 }
 
 func ceilSecond(t time.Time) time.Time {
@@ -181,6 +211,7 @@ func (s *step) answer(ctx context.Context, t target, sub provider.Submission, er
 				return s.failed(ctx, t, done)
 			}
 			// Accepted and done in one answer: one event tells both.
+			s.learnDuration(t, outcomeOf(done))
 			return s.providerDone(ctx, t, outcomeOf(done))
 		}
 		if !adopted {

@@ -54,6 +54,7 @@ func (s *step) handleRunning(ctx context.Context, t target) (ctrl.Result, error)
 	}
 	switch as.State {
 	case provider.StateSucceeded:
+		s.learnDuration(t, outcomeOf(as))
 		return s.providerDone(ctx, t, outcomeOf(as)), nil
 	case provider.StateFailed:
 		return s.failed(ctx, t, as), nil

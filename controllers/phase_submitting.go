@@ -34,7 +34,7 @@ func (s *step) handleSubmitting(ctx context.Context, t target) (ctrl.Result, err
 			return s.bound(ctrl.Result{RequeueAfter: wait - wakeEarly}), nil
 		}
 		s.r.tickets.Delete(key)
-		if s.now.Add(s.r.Drivers.RequestTimeout()).After(s.submitDeadline()) {
+		if s.now.After(s.latestSend()) {
 			// Woken too late to send within the recorded window: the
 			// request never left, so a new attempt takes a new slot.
 			held.ticket.Cancel()

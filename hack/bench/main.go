@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -458,6 +459,9 @@ func (t *tracker) observe(typ watch.EventType, na *v1alpha1.NodeAction) {
 		reason := ""
 		if c := apimeta.FindStatusCondition(na.Status.Conditions, v1alpha1.ConditionReady); c != nil {
 			reason = c.Reason
+			if na.Status.Phase == v1alpha1.PhasePending {
+				reason += " (" + c.Message + ")" // why it went back: the trail says what an extra write was for
+			}
 		}
 		t.trail[na.Name] = append(t.trail[na.Name], string(na.Status.Phase)+"/"+reason)
 		if t.firstWrite.IsZero() {
@@ -715,37 +719,74 @@ func backlogRate(bin string, n int) float64 {
 	return rate
 }
 
-// polls counts status requests for actions lasting d at default settings:
-// one alone, and ten at once (where fleet polling shares sweeps).
+// polls counts status requests for actions lasting d at default settings,
+// and how long after the provider finished each one its NodeAction was
+// Ready: one alone before any of its kind finished (no duration learned),
+// then one alone and ten at once (where fleet polling shares sweeps) on
+// the same manager, which has learned how long the kind takes.
 func polls(bin string, d time.Duration) []row {
-	var rows []row
-	for _, n := range []int{1, 10} {
-		ns := namespace("polls")
-		provider(ns, 0)
+	ns := namespace("polls")
+	provider(ns, 0)
+	mgr := startManager(bin, "--watch-namespace="+ns)
+	defer mgr.stop()
+	tr := track(ns)
+	defer tr.close()
+	time.Sleep(2 * time.Second)
+	created := 0
+	run := func(n int) (float64, time.Duration) {
 		ids := make([]string, n)
+		names := map[string]string{} // VM id → NodeAction
 		for i := range ids {
-			ids[i] = strconv.Itoa(200000 + int(nsSeq.Load())*100 + i)
+			ids[i] = strconv.Itoa(200000 + int(nsSeq.Load())*100 + created + i)
 			cloud.AddVM(fakecloud.VM{ID: ids[i], ActionDuration: d})
+			names[ids[i]] = fmt.Sprintf("poll-%d", created+i)
 		}
-		mgr := startManager(bin, "--watch-namespace="+ns)
-		tr := track(ns)
-		time.Sleep(2 * time.Second)
 		before := len(cloud.Log())
-		for i, id := range ids {
-			createWithRetry(nodeAction(ns, fmt.Sprintf("poll-%d", i), id, "reboot"))
+		for _, id := range ids {
+			createWithRetry(nodeAction(ns, names[id], id, "reboot"))
 		}
-		must(tr.waitDone(n, d+2*time.Minute))
+		created += n
+		must(tr.waitDone(created, d+2*time.Minute))
 		gets := 0
+		var lags []time.Duration
+		tr.mu.Lock()
 		for _, r := range cloud.Log()[before:] {
 			if r.Method == http.MethodGet && strings.Contains(r.Path, "/actions") {
 				gets++
 			}
+			if r.ActionCall && r.Accepted {
+				lags = append(lags, tr.readyAt[names[r.VMID]].Sub(r.Time.Add(d)))
+			}
 		}
-		tr.close()
-		mgr.stop()
-		fmt.Printf("polls: %d action(s) of %s: %d status requests\n", n, d, gets)
-		rows = append(rows, row{fmt.Sprintf("polls per action, %d action(s) of %s at default settings", n, d),
-			fmt.Sprintf("%.1f", float64(gets)/float64(n)), "-", nil})
+		tr.mu.Unlock()
+		slices.Sort(lags)
+		p99 := time.Duration(0)
+		if len(lags) > 0 {
+			p99 = lags[(len(lags)*99+99)/100-1]
+		}
+		return float64(gets) / float64(n), p99
+	}
+	var rows []row
+	for _, c := range []struct {
+		n      int
+		what   string
+		target string
+		ok     func(float64) bool
+	}{
+		{1, "alone, none of its kind finished yet", "-", nil},
+		{1, "alone, after one of its kind finished", "≤ 3", func(v float64) bool { return v <= 3 }},
+		{10, "ten at once", "-", nil},
+	} {
+		perAction, p99 := run(c.n)
+		fmt.Printf("polls: %d action(s) of %s, %s: %.1f status requests each, Ready %s after the provider finished (p99)\n",
+			c.n, d, c.what, perAction, p99.Round(10*time.Millisecond))
+		var verdict *bool
+		if c.ok != nil {
+			verdict = yes(c.ok(perAction))
+		}
+		rows = append(rows,
+			row{fmt.Sprintf("status requests per action, %d action(s) of %s, %s", c.n, d, c.what), fmt.Sprintf("%.1f", perAction), c.target, verdict},
+			row{fmt.Sprintf("provider end → Ready (p99), %d action(s) of %s, %s", c.n, d, c.what), p99.Round(10 * time.Millisecond).String(), "-", nil})
 	}
 	return rows
 }
@@ -832,7 +873,9 @@ func fleetRun(bin string, n int, d time.Duration, budget int) []row {
 			tooMany++
 		}
 	}
-	lower := time.Duration(float64(n) / float64(budget) * float64(time.Minute))
+	// The last POST cannot leave before the budget allows n of them, and
+	// its action then takes d.
+	lower := time.Duration(float64(n)/float64(budget)*float64(time.Minute)) + d
 	perAction := float64(requests) / float64(n)
 	tr.mu.Lock()
 	writes, maxWrites := 0, 0
@@ -856,7 +899,7 @@ func fleetRun(bin string, n int, d time.Duration, budget int) []row {
 	return []row{
 		{fmt.Sprintf("429s received, %d DigitalOcean actions of %s, budget %d/min", n, d, budget), strconv.Itoa(tooMany), "0", yes(tooMany == 0 && err == nil)},
 		{"provider requests per action (POST + shared polling)", fmt.Sprintf("%.3f (%d requests, %d POSTs)", perAction, requests, posts), "≤ 1.1", yes(perAction <= 1.1 && posts == n)},
-		{"total time against the budget's lower bound", fmt.Sprintf("%s vs %s (%.2fx)", elapsed.Round(time.Second), lower.Round(time.Second), elapsed.Seconds()/lower.Seconds()), "-", nil},
+		{"total time against the lower bound (n/budget, plus one action's duration)", fmt.Sprintf("%s vs %s (%.2fx)", elapsed.Round(time.Second), lower.Round(time.Second), elapsed.Seconds()/lower.Seconds()), "≤ 1.10x", yes(elapsed.Seconds()/lower.Seconds() <= 1.10)},
 		{"API status writes per action, same run (intent, answer, end)", fmt.Sprintf("%.2f avg, %d max", avgWrites, maxWrites), "≤ 3", yes(maxWrites <= 3)},
 		{"API events per action, same run", fmt.Sprintf("%.2f", eventsPerAction), "-", nil},
 	}

@@ -14,195 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
-
-	"golang.org/x/time/rate"
 )
-
-// Gate is one Provider's request budget: the client-side limiter and the
-// time until which the provider told us (429) to stay away. Submissions and
-// polls share it. It outlives driver rebuilds (new credentials, new spec).
-type Gate struct {
-	limiter *rate.Limiter
-
-	mu           sync.Mutex
-	blockedUntil time.Time
-}
-
-// NewGate returns a gate allowing perMinute requests a minute with the given burst.
-func NewGate(perMinute, burst int) *Gate {
-	return &Gate{limiter: rate.NewLimiter(rate.Limit(float64(perMinute)/60), burst)}
-}
-
-// SetLimit changes the budget in place, keeping the tokens already spent.
-func (g *Gate) SetLimit(perMinute, burst int) {
-	g.limiter.SetLimit(rate.Limit(float64(perMinute) / 60))
-	g.limiter.SetBurst(burst)
-}
-
-// Block keeps every request away until t (a provider's Retry-After).
-func (g *Gate) Block(t time.Time) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if t.After(g.blockedUntil) {
-		g.blockedUntil = t
-	}
-}
-
-// admit takes a request slot: it waits up to maxWait for one, and otherwise
-// says how long the caller should come back after, without sending.
-//
-// A step that needs two requests in a row (a lookup, a read-back) must be
-// able to wait for the second token, so maxWait is at least 2.5 token
-// intervals. Low-priority requests (polls) take only a token that is free
-// now: while submissions wait for the budget, polls step back. No request
-// waits past its context's deadline: it could not be sent after it.
-func (g *Gate) admit(ctx context.Context, now time.Time, maxWait time.Duration) (time.Duration, error) {
-	if blocked := g.blocked(now); blocked > 0 {
-		return blocked, nil
-	}
-	if perToken := time.Duration(float64(time.Second) / float64(g.limiter.Limit())); maxWait < perToken*5/2 {
-		maxWait = perToken * 5 / 2
-	}
-	if deadline, ok := ctx.Deadline(); ok {
-		maxWait = min(maxWait, deadline.Sub(now))
-	}
-	lp, _ := ctx.Value(lowPriorityKey{}).(*lowPriority)
-	if lp != nil && !lp.admitted.Load() {
-		maxWait = 0
-	}
-	r := g.limiter.ReserveN(now, 1)
-	if !r.OK() {
-		return time.Minute, nil
-	}
-	delay := r.DelayFrom(now)
-	if delay > maxWait {
-		r.CancelAt(now)
-		return delay, nil
-	}
-	if err := sleep(ctx, delay); err != nil {
-		r.Cancel()
-		return 0, err
-	}
-	if lp != nil {
-		lp.admitted.Store(true)
-	}
-	return 0, nil
-}
-
-// blocked is how long a provider's Retry-After still keeps requests away.
-func (g *Gate) blocked(now time.Time) time.Duration {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.blockedUntil.Sub(now)
-}
-
-// Ticket is a request slot taken ahead of time for one submission, so that
-// the time its request leaves is known (and recorded) before the intent is
-// written, and a submission never waits for the budget after its intent.
-type Ticket struct {
-	// At is when the slot is the submission's.
-	At time.Time
-
-	gate *Gate
-	r    *rate.Reservation
-	used atomic.Bool
-}
-
-// Reserve takes the next request slot of the budget, now or later (after
-// the slots already taken, and after a provider's Retry-After). The slot is
-// the caller's until it is used (WithTicket) or cancelled.
-func (g *Gate) Reserve(now time.Time) *Ticket {
-	t := &Ticket{At: now, gate: g}
-	if r := g.limiter.ReserveN(now, 1); r.OK() {
-		t.r = r
-		t.At = now.Add(r.DelayFrom(now))
-	}
-	if blocked := g.blocked(now); blocked > 0 && now.Add(blocked).After(t.At) {
-		t.At = now.Add(blocked)
-	}
-	return t
-}
-
-// Cancel gives an unused slot back.
-func (t *Ticket) Cancel() {
-	if t != nil && t.r != nil && !t.used.Load() {
-		t.r.Cancel()
-	}
-}
-
-type ticketKey struct{}
-
-// ticketBlockWait is the longest provider block a ticketed submission
-// waits out rather than giving its slot up.
-const ticketBlockWait = 2 * time.Second
-
-// WithTicket makes the requests of one submission use its reserved slot:
-// the first waits for the slot's time and takes it; any further request of
-// the same submission (Senlin authenticates before its POST) is charged to
-// the budget without waiting, so the submission never stalls half-sent.
-func WithTicket(ctx context.Context, t *Ticket) context.Context {
-	return context.WithValue(ctx, ticketKey{}, t)
-}
-
-// admitTicketed lets a request of a ticketed submission go, or says it
-// must not (a provider's Retry-After arrived since the slot was taken).
-func (t *Ticket) admit(ctx context.Context, now time.Time) (time.Duration, error) {
-	if blocked := t.gate.blocked(now); blocked > 0 {
-		// A short block (a provider window about to reset) is waited out
-		// within the attempt's recorded window: refusing would send the
-		// attempt back to take a new slot, another intent written.
-		deadline, ok := ctx.Deadline()
-		if blocked > ticketBlockWait || !ok || now.Add(blocked+time.Second).After(deadline) {
-			return blocked, nil
-		}
-		if err := sleep(ctx, blocked); err != nil {
-			return 0, err
-		}
-		now = now.Add(blocked)
-	}
-	if t.used.CompareAndSwap(false, true) {
-		return 0, sleep(ctx, t.At.Sub(now))
-	}
-	t.gate.limiter.ReserveN(now, 1) // in debt: later requests wait for it
-	return 0, nil
-}
-
-// sleep waits d, or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return nil
-	}
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-type lowPriorityKey struct{}
-
-// lowPriority marks a poll; admitted is set once its first request got a
-// token, after which the rest of the same poll (a read-back) may wait for
-// its tokens: a poll that only ever gets half its requests never ends.
-type lowPriority struct{ admitted atomic.Bool }
-
-// LowPriority marks requests made with ctx as ones that may wait (status
-// polls, probes): their first request takes only a token that is free now,
-// so submissions and lookups get the budget first.
-func LowPriority(ctx context.Context) context.Context {
-	return context.WithValue(ctx, lowPriorityKey{}, &lowPriority{})
-}
-
-// IsLowPriority reports whether ctx was marked by LowPriority.
-func IsLowPriority(ctx context.Context) bool {
-	_, ok := ctx.Value(lowPriorityKey{}).(*lowPriority)
-	return ok
-}
 
 // ClientOptions builds the HTTP client every driver of one Provider uses.
 type ClientOptions struct {
@@ -278,13 +91,14 @@ type transport struct {
 }
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	var l letGo
 	if t.gate != nil {
 		var wait time.Duration
 		var err error
 		if ticket, ok := req.Context().Value(ticketKey{}).(*Ticket); ok && ticket != nil {
-			wait, err = ticket.admit(req.Context(), time.Now())
+			l, wait, err = ticket.admit(req.Context(), time.Now())
 		} else {
-			wait, err = t.gate.admit(req.Context(), time.Now(), t.maxWait)
+			l, wait, err = t.gate.admit(req.Context(), time.Now(), t.maxWait)
 		}
 		if err != nil {
 			return nil, &Error{Kind: Retryable, Class: Unavailable, NotSent: true, Message: "request cancelled while waiting for the rate limit", Err: err}
@@ -293,6 +107,10 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, &Error{Kind: Retryable, Class: RateLimited, RetryAfter: wait, NotSent: true,
 				Message: fmt.Sprintf("client-side rate limit: next request slot in %s", wait.Round(10*time.Millisecond))}
 		}
+	}
+	var answer http.Header // what the gate learns of the provider's window
+	if t.gate != nil {
+		defer func() { t.gate.answered(l, answer, time.Now()) }()
 	}
 
 	var mu sync.Mutex
@@ -318,12 +136,9 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if t.observe != nil {
 		t.observe(t.typ, req.Method, resp.StatusCode, time.Since(start))
 	}
+	answer = resp.Header
 	if resp.StatusCode == http.StatusTooManyRequests && t.gate != nil {
 		t.gate.Block(time.Now().Add(RetryAfter(resp.Header, time.Now())))
-	} else if t.gate != nil {
-		if until, ok := budgetSpent(resp.Header, time.Now()); ok {
-			t.gate.Block(until)
-		}
 	}
 	// The timeout covers reading the body too; it ends when the body is closed.
 	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
@@ -373,32 +188,6 @@ func TransportError(err error, sent bool) *Error {
 		return &Error{Kind: Retryable, Class: Unavailable, NotSent: true, Message: "request not sent: " + msg, Err: err}
 	}
 	return &Error{Kind: Ambiguous, Class: Unavailable, Message: "request sent but no answer: " + msg, Err: err}
-}
-
-// budgetLow is how many requests of the provider's window the gate leaves
-// unspent: requests already admitted may still be on their way.
-const budgetLow = 2
-
-// budgetSpent reads the budget a provider reports with every answer
-// (DigitalOcean's ratelimit-remaining and ratelimit-reset, a Unix time):
-// when the window is as good as spent, requests wait for its reset rather
-// than draw a 429.
-func budgetSpent(h http.Header, now time.Time) (time.Time, bool) {
-	remaining, err := strconv.Atoi(h.Get("Ratelimit-Remaining"))
-	if err != nil || remaining > budgetLow {
-		return time.Time{}, false
-	}
-	reset, err := strconv.ParseInt(h.Get("Ratelimit-Reset"), 10, 64)
-	if err != nil {
-		return time.Time{}, false
-	}
-	// Whole seconds: the window may end up to a second after the time
-	// given, and a request in that second draws the 429.
-	until := time.Unix(reset+1, 0)
-	if !until.After(now) || until.Sub(now) > time.Hour {
-		return time.Time{}, false
-	}
-	return until, true
 }
 
 // RetryAfter reads how long a provider asked us to wait: Retry-After

@@ -7,6 +7,8 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -215,5 +217,135 @@ func TestTicketedSubmission(t *testing.T) {
 	// The budget was charged: an ordinary request now waits (or is refused).
 	if _, err := Send(LowPriority(context.Background()), c, http.MethodGet, srv.URL, nil, nil); !IsNotSent(err) {
 		t.Errorf("a poll right after: %v, want refused, the budget spent", err)
+	}
+}
+
+// windowServer counts requests in fixed windows the way DigitalOcean's
+// answers describe them (ratelimit-limit, -remaining, -reset in whole
+// seconds; a window starts with its first request), answers slowly so that
+// many requests are in flight at once, and 429s whatever is over the limit.
+type windowServer struct {
+	limit  int
+	window time.Duration
+	delay  time.Duration
+	// reverse answers a window's later requests sooner: answers come back
+	// out of order, the later figures first.
+	reverse bool
+
+	mu       sync.Mutex
+	start    time.Time
+	used     int
+	ok, over int
+	perWindow []int // requests each window took
+}
+
+func (s *windowServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	now := time.Now()
+	if s.start.IsZero() || now.Sub(s.start) >= s.window {
+		s.start, s.used = now, 0
+		s.perWindow = append(s.perWindow, 0)
+	}
+	reset := s.start.Add(s.window)
+	allowed := s.used < s.limit
+	if allowed {
+		s.used++
+		s.ok++
+		s.perWindow[len(s.perWindow)-1]++
+	} else {
+		s.over++
+	}
+	remaining := s.limit - s.used
+	s.mu.Unlock()
+	delay := s.delay
+	if s.reverse {
+		delay = max(s.delay-time.Duration(s.limit-remaining)*s.delay/time.Duration(s.limit), 0)
+	}
+	time.Sleep(delay)
+	w.Header().Set("Ratelimit-Limit", strconv.Itoa(s.limit))
+	w.Header().Set("Ratelimit-Remaining", strconv.Itoa(remaining))
+	w.Header().Set("Ratelimit-Reset", strconv.FormatInt(reset.Unix(), 10))
+	if !allowed {
+		w.Header().Set("Retry-After", "1")
+		w.WriteHeader(http.StatusTooManyRequests)
+	}
+}
+
+// Many requests in flight at once never overrun the window the provider
+// reports: the gate counts what it lets go against the provider's last
+// figure, not only the figure itself (which lags by the requests in
+// flight). Before any answer, the configured burst is the bound.
+func TestGateNeverOverrunsTheProvidersWindow(t *testing.T) {
+	ws := &windowServer{limit: 20, window: 2 * time.Second, delay: 60 * time.Millisecond}
+	srv := httptest.NewServer(ws)
+	defer srv.Close()
+	c, _ := NewHTTPClient(ClientOptions{Gate: NewGate(6000, 5), MaxWait: 50 * time.Millisecond, Timeout: 5 * time.Second})
+	const senders, each = 20, 3
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	for range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for sent := 0; sent < each; {
+				r, err := Send(context.Background(), c, http.MethodGet, srv.URL, nil, nil)
+				if pe := AsError(err); err != nil && pe.NotSent && pe.Class == RateLimited {
+					time.Sleep(pe.RetryAfter)
+					continue
+				}
+				if err != nil || r.StatusCode != http.StatusOK {
+					failed.Add(1)
+				}
+				sent++
+			}
+		}()
+	}
+	wg.Wait()
+	if ws.over != 0 || failed.Load() != 0 {
+		t.Fatalf("%d requests answered 429 (%d failed) of %d sent; the gate must never overrun the reported window", ws.over, failed.Load(), ws.ok+ws.over)
+	}
+	if ws.ok != senders*each {
+		t.Fatalf("%d requests went through, want %d", ws.ok, senders*each)
+	}
+}
+
+// Answers that come back out of order (a window's later figures first)
+// still let the gate spend the window: each answer bounds what is left
+// from below, and the gate keeps the best bound. Keeping the worst one
+// made every window look spent early, and the waiting grew each window.
+func TestGateSpendsTheWindowWhenAnswersComeOutOfOrder(t *testing.T) {
+	ws := &windowServer{limit: 60, window: 2 * time.Second, delay: 150 * time.Millisecond, reverse: true}
+	srv := httptest.NewServer(ws)
+	defer srv.Close()
+	c, _ := NewHTTPClient(ClientOptions{Gate: NewGate(60000, 30), MaxWait: 50 * time.Millisecond, Timeout: 5 * time.Second})
+	const senders, each = 20, 10
+	var wg sync.WaitGroup
+	for range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for sent := 0; sent < each; {
+				_, err := Send(context.Background(), c, http.MethodGet, srv.URL, nil, nil)
+				if pe := AsError(err); err != nil && pe.NotSent && pe.Class == RateLimited {
+					time.Sleep(pe.RetryAfter)
+					continue
+				}
+				sent++
+			}
+		}()
+	}
+	wg.Wait()
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if ws.over != 0 {
+		t.Fatalf("%d requests answered 429", ws.over)
+	}
+	// Every window but the last had requests waiting all along: each must
+	// have been spent to the gate's margin (and a request or two the
+	// answers still in flight leave in doubt).
+	for i, n := range ws.perWindow[:len(ws.perWindow)-1] {
+		if n < ws.limit-budgetLow-2 {
+			t.Errorf("window %d took %d requests of %d with more waiting: %v", i+1, n, ws.limit, ws.perWindow)
+		}
 	}
 }
