@@ -29,7 +29,8 @@ type SecretReference struct {
 type RateLimit struct {
 	// requestsPerMinute the operator allows itself against this Provider.
 	// Defaults per type stay under the provider's published budget
-	// (digitalocean: 240, others: 120).
+	// (digitalocean: 243, others: 120). Where the provider reports its own
+	// count (DigitalOcean), requests are also held to that.
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=100000
 	// +optional

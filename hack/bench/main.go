@@ -460,7 +460,8 @@ func (t *tracker) observe(typ watch.EventType, na *v1alpha1.NodeAction) {
 		if c := apimeta.FindStatusCondition(na.Status.Conditions, v1alpha1.ConditionReady); c != nil {
 			reason = c.Reason
 			if na.Status.Phase == v1alpha1.PhasePending {
-				reason += " (" + c.Message + ")" // why it went back: the trail says what an extra write was for
+				// why it went back, and when: the trail says what an extra write was for
+				reason += fmt.Sprintf(" (%s, at %s)", c.Message, now.Format("15:04:05.0"))
 			}
 		}
 		t.trail[na.Name] = append(t.trail[na.Name], string(na.Status.Phase)+"/"+reason)
@@ -891,6 +892,7 @@ func fleetRun(bin string, n int, d time.Duration, budget int) []row {
 	for trail, count := range trails {
 		fmt.Printf("fleet: %d actions wrote more than 3 times: %s\n", count, trail)
 	}
+	fmt.Println("fleet: fakecloud's windows (start, requests):", windows(cloud.Log()[before:], "digitalocean", time.Minute))
 	evs := &eventsv1.EventList{}
 	must(kube.List(context.Background(), evs, client.InNamespace(ns)))
 	avgWrites, eventsPerAction := float64(writes)/float64(n), float64(len(evs.Items))/float64(n)
@@ -903,6 +905,28 @@ func fleetRun(bin string, n int, d time.Duration, budget int) []row {
 		{"API status writes per action, same run (intent, answer, end)", fmt.Sprintf("%.2f avg, %d max", avgWrites, maxWrites), "≤ 3", yes(maxWrites <= 3)},
 		{"API events per action, same run", fmt.Sprintf("%.2f", eventsPerAction), "-", nil},
 	}
+}
+
+// windows replays fakecloud's fixed windows over its log: each starts with
+// the first request after the last one ended.
+func windows(log []fakecloud.Request, skin string, length time.Duration) string {
+	var b strings.Builder
+	var start time.Time
+	n := 0
+	for _, r := range log {
+		if r.Skin != skin {
+			continue
+		}
+		if start.IsZero() || r.Time.Sub(start) >= length {
+			if n > 0 {
+				fmt.Fprintf(&b, "%s %d; ", start.Format("15:04:05.0"), n)
+			}
+			start, n = r.Time, 0
+		}
+		n++
+	}
+	fmt.Fprintf(&b, "%s %d", start.Format("15:04:05.0"), n)
+	return b.String()
 }
 
 // shardRun: the same n instant DigitalOcean actions, created while the

@@ -37,6 +37,9 @@ type Gate struct {
 	// counts every request let go.
 	inFlight int
 	sent     int64
+
+	// latest is the latest time the limiter was given (monotonic).
+	latest time.Time
 }
 
 // letGo is what the gate knew when it let one request go: which of the
@@ -58,8 +61,28 @@ func NewGate(perMinute, burst int) *Gate {
 
 // SetLimit changes the budget in place, keeping the tokens already spent.
 func (g *Gate) SetLimit(perMinute, burst int) {
-	g.limiter.SetLimit(rate.Limit(float64(perMinute) / 60))
-	g.limiter.SetBurst(burst)
+	limit := rate.Limit(float64(perMinute) / 60)
+	if g.limiter.Limit() == limit && g.limiter.Burst() == burst {
+		return
+	}
+	now := g.monotonic(time.Now())
+	g.limiter.SetLimitAt(now, limit)
+	g.limiter.SetBurstAt(now, burst)
+}
+
+// monotonic is now, or the latest time the limiter was given if that is
+// later. Callers pass the time their reconcile started, so times arrive
+// out of order, and golang.org/x/time/rate credits the time between an
+// earlier and a later call again each time they do: the pace ran at 300
+// a minute for a limit of 243.
+func (g *Gate) monotonic(now time.Time) time.Time {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if now.Before(g.latest) {
+		return g.latest
+	}
+	g.latest = now
+	return now
 }
 
 // Block keeps every request away until t (a provider's Retry-After).
@@ -161,6 +184,7 @@ func (g *Gate) admit(ctx context.Context, now time.Time, maxWait time.Duration) 
 	if lp != nil && !lp.admitted.Load() {
 		maxWait = 0
 	}
+	now = g.monotonic(now)
 	r := g.limiter.ReserveN(now, 1)
 	if !r.OK() {
 		return letGo{}, time.Minute, nil
@@ -214,6 +238,7 @@ type Ticket struct {
 // lets requests through again). The slot is the caller's until it is used
 // (WithTicket) or cancelled.
 func (g *Gate) Reserve(now time.Time) *Ticket {
+	now = g.monotonic(now)
 	t := &Ticket{At: now, gate: g}
 	if r := g.limiter.ReserveN(now, 1); r.OK() {
 		t.r = r
@@ -261,7 +286,7 @@ func (t *Ticket) admit(ctx context.Context, now time.Time) (letGo, time.Duration
 		l, wait := t.gate.take(now)
 		if wait == 0 {
 			if !t.used.CompareAndSwap(false, true) {
-				t.gate.limiter.ReserveN(now, 1) // in debt: later requests wait for it
+				t.gate.limiter.ReserveN(t.gate.monotonic(now), 1) // in debt: later requests wait for it
 			}
 			return l, 0, nil
 		}

@@ -349,3 +349,24 @@ func TestGateSpendsTheWindowWhenAnswersComeOutOfOrder(t *testing.T) {
 		}
 	}
 }
+
+// Callers pass the time their reconcile started, so the times the gate
+// sees come out of order. The pace must hold all the same:
+// golang.org/x/time/rate credits the time between an earlier and a later
+// call again each time they come out of order.
+func TestGatePaceHoldsWithTimesOutOfOrder(t *testing.T) {
+	gate := NewGate(60, 1) // one a second
+	base := time.Now()
+	var last time.Time
+	const n = 100
+	for i := range n {
+		now := base.Add(time.Duration(i) * 10 * time.Millisecond)
+		if i%2 == 1 {
+			now = now.Add(-500 * time.Millisecond) // a reconcile that started a little earlier
+		}
+		last = gate.Reserve(now).At
+	}
+	if min := base.Add((n - 2) * time.Second); last.Before(min) {
+		t.Fatalf("%d slots reserved within %s of the first, want one a second (the last at %s or later)", n, last.Sub(base), min.Sub(base))
+	}
+}
