@@ -65,7 +65,16 @@ func (f *fleetPoller) status(ctx context.Context, uid types.UID, d provider.Driv
 	}
 	if len(fs.watched) < 2 {
 		fs.mu.Unlock()
-		return d.Status(provider.LowPriority(ctx), sub)
+		st, err := d.Status(provider.LowPriority(ctx), sub)
+		if err == nil && st.State != provider.StateInProgress {
+			// Finished: no longer in flight, so the next lone action
+			// is read on its own too, not through sweeps.
+			fs.mu.Lock()
+			delete(fs.watched, sub.ActionID)
+			delete(fs.results, sub.ActionID)
+			fs.mu.Unlock()
+		}
+		return st, err
 	}
 	for {
 		if now.Sub(fs.sweptAt) < sweepInterval {

@@ -1,12 +1,14 @@
 package controllers
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/nodeaction/nodeaction-operator/api/v1alpha1"
 	"github.com/nodeaction/nodeaction-operator/internal/fakecloud"
+	"github.com/nodeaction/nodeaction-operator/internal/provider"
 )
 
 // Many DigitalOcean actions in flight are followed through shared sweeps of
@@ -79,5 +81,57 @@ func TestFleetPollingSharesSweepsWithActionsArrivingOneByOne(t *testing.T) {
 	t.Logf("fleet polling: %d DigitalOcean actions of 4s, one every 250ms: %d list sweeps, %d single action GETs", n, sweeps, singleGets)
 	if singleGets > n/6 {
 		t.Errorf("%d single GETs for %d actions arriving one by one: the sweeps should follow them", singleGets, n)
+	}
+}
+
+// batchDriver is a fakeDriver that can also sweep.
+type batchDriver struct {
+	*fakeDriver
+	sweeps int
+}
+
+func (d *batchDriver) StatusBatch(_ context.Context, subs []provider.Submission) (map[string]provider.ActionStatus, error) {
+	d.sweeps++
+	out := map[string]provider.ActionStatus{}
+	for _, s := range subs {
+		st, _ := d.Status(context.Background(), s)
+		out[s.ActionID] = st
+	}
+	return out, nil
+}
+
+// An action seen finished by its own read leaves the poller: the next
+// lone action is read directly (within a pollInterval of its end), not
+// through sweeps spaced sweepInterval apart because a finished one still
+// counted as in flight.
+func TestFinishedActionLeavesTheFleetPoller(t *testing.T) {
+	d := &batchDriver{fakeDriver: &fakeDriver{}}
+	done := map[string]bool{}
+	d.status = func(s provider.Submission) (provider.ActionStatus, error) {
+		if done[s.ActionID] {
+			return provider.ActionStatus{State: provider.StateSucceeded}, nil
+		}
+		return provider.ActionStatus{State: provider.StateInProgress}, nil
+	}
+	var f fleetPoller
+	now := unitStart
+	first := provider.Submission{ActionID: "1001"}
+	if _, err := f.status(context.Background(), "p", d, first, now); err != nil {
+		t.Fatal(err)
+	}
+	done["1001"] = true
+	now = now.Add(30 * time.Second)
+	if st, _ := f.status(context.Background(), "p", d, first, now); st.State != provider.StateSucceeded {
+		t.Fatalf("first action: %s, want succeeded", st.State)
+	}
+	second := provider.Submission{ActionID: "1002"}
+	for range 3 {
+		now = now.Add(2 * time.Second)
+		if _, err := f.status(context.Background(), "p", d, second, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, statuses, _ := d.calls(); d.sweeps != 0 || statuses != 5 {
+		t.Fatalf("%d sweeps and %d reads of their own for two lone actions, want 0 and 5", d.sweeps, statuses)
 	}
 }

@@ -1075,7 +1075,9 @@ func setRun(bin string, n, mu int, d time.Duration, budget int) []row {
 		handover = append(handover, max(added[k+mu].Sub(finished[k]), 0))
 	}
 	p50, p99 := percentile(handover, 0.5), percentile(handover, 0.99)
-	byBudget := time.Duration(float64(n) / float64(budget) * float64(time.Minute))
+	// The last POST cannot leave before the budget allows n of them, and
+	// its action then takes d.
+	byBudget := time.Duration(float64(n)/float64(budget)*float64(time.Minute)) + d
 	bySlots := time.Duration((n+mu-1)/mu) * d
 	lower := max(byBudget, bySlots)
 	ratio := elapsed.Seconds() / lower.Seconds()
@@ -1090,7 +1092,7 @@ func setRun(bin string, n, mu int, d time.Duration, budget int) []row {
 		{"NodeActionSet: provider calls", fmt.Sprintf("%d accepted POSTs for %d VMs, %d requests in all (%.3f per VM)", posts, n, requests, float64(requests)/float64(n)),
 			"1 POST per VM", yes(posts == n)},
 		{"NodeActionSet: slot handover, a member seen finished → the next member created", fmt.Sprintf("p50 %s, p99 %s", p50.Round(time.Millisecond), p99.Round(time.Millisecond)), "-", nil},
-		{"NodeActionSet: total time against the lower bound (the larger of n/budget and ⌈n/maxUnavailable⌉ × duration)",
+		{"NodeActionSet: total time against the lower bound (the larger of n/budget plus one action's duration, and ⌈n/maxUnavailable⌉ × duration)",
 			fmt.Sprintf("%s vs %s (%.2fx; budget %s, slots %s)", elapsed.Round(time.Second), lower.Round(time.Second), ratio, byBudget.Round(time.Second), bySlots.Round(time.Second)),
 			"≤ 1.15x", yes(ratio <= 1.15)},
 	}
