@@ -76,6 +76,7 @@ func (s *step) handleRunning(ctx context.Context, t target) (ctrl.Result, error)
 		progress(na, v1alpha1.PhaseRunning, reasonFor(as.Class), as.Message)
 	}
 	if as.Watch {
+		s.r.durations.markWatched(s.actionKind(t))
 		return s.bound(ctrl.Result{RequeueAfter: s.schedulePollAt(t, s.pollBase(t))}), nil
 	}
 	return s.bound(ctrl.Result{RequeueAfter: s.schedulePoll(t)}), nil

@@ -25,6 +25,22 @@ const maxDurationKinds = 256
 type actionDurations struct {
 	mu    sync.Mutex
 	kinds map[string][]time.Duration // most recent last
+	// watched are kinds whose progress shows only as a brief state to be
+	// seen while it lasts (E2E's reboot): a first poll after the usual
+	// duration would miss it, so they are never polled late.
+	watched map[string]bool
+}
+
+// markWatched records that kind asked to be watched (ActionStatus.Watch).
+func (d *actionDurations) markWatched(kind string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.watched == nil {
+		d.watched = map[string]bool{}
+	}
+	if len(d.watched) < maxDurationKinds {
+		d.watched[kind] = true
+	}
 }
 
 // observe records one successful action's duration.
@@ -47,12 +63,14 @@ func (d *actionDurations) observe(kind string, took time.Duration) {
 	d.kinds[kind] = append(samples, took)
 }
 
-// expected is the median of the recent durations of kind.
+// expected is the median of the recent durations of kind; none for a
+// kind that must be watched.
 func (d *actionDurations) expected(kind string) (time.Duration, bool) {
 	d.mu.Lock()
 	samples := slices.Clone(d.kinds[kind])
+	watched := d.watched[kind]
 	d.mu.Unlock()
-	if len(samples) == 0 {
+	if len(samples) == 0 || watched {
 		return 0, false
 	}
 	slices.Sort(samples)
@@ -84,11 +102,19 @@ func (s *step) actionKind(t target) string {
 // schedulePoll picks the next poll (pollAfter) and remembers it.
 func (s *step) schedulePoll(t target) time.Duration {
 	base := s.pollBase(t)
-	if sub := s.na.Status.SubmittedAt; sub != nil {
-		expected, known := s.r.durations.expected(s.actionKind(t))
-		return s.schedulePollAt(t, pollAfter(s.now.Sub(sub.Time), base, expected, known))
+	sub := s.na.Status.SubmittedAt
+	if sub == nil {
+		return s.schedulePollAt(t, base)
 	}
-	return s.schedulePollAt(t, base)
+	expected, known := s.r.durations.expected(s.actionKind(t))
+	interval := pollAfter(s.now.Sub(sub.Time), base, expected, known)
+	// A shutdown to be followed by a power-off is looked at when that is due.
+	if esc := s.na.Spec.Escalation; esc != nil && s.na.Status.EscalatedAt == nil {
+		if due := sub.Add(time.Duration(esc.PowerOffAfterSeconds) * time.Second).Sub(s.now); due > 0 && due < interval {
+			interval = due
+		}
+	}
+	return s.schedulePollAt(t, interval)
 }
 
 // learnDuration records how long a succeeded action took: the provider's

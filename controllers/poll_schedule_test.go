@@ -67,6 +67,14 @@ func TestActionDurationsMedianOfRecentAndBounded(t *testing.T) {
 	if n := len(d.kinds["digitalocean/reboot"]); n != durationSamples {
 		t.Errorf("%d samples kept, want %d", n, durationSamples)
 	}
+	// A kind whose progress must be watched (a brief state to see) is
+	// never polled late, however long it usually takes: the stale retry
+	// test's second E2E reboot missed its workflow and waited 2 minutes.
+	d.observe("e2e/reboot", 6*time.Second)
+	d.markWatched("e2e/reboot")
+	if _, known := d.expected("e2e/reboot"); known {
+		t.Error("a watched kind has an expected duration: its first poll would come late")
+	}
 	for i := range 2 * maxDurationKinds {
 		d.observe(fmt.Sprintf("x/%d", i), time.Second)
 	}
