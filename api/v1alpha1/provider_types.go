@@ -100,7 +100,9 @@ type ProviderSpec struct {
 	RateLimit *RateLimit `json:"rateLimit,omitempty"`
 
 	// pollInterval is the first interval between status polls of a running
-	// action; later polls back off towards 30s. Defaults to 2s.
+	// action; later polls back off towards 30s. Once actions of the same
+	// kind have succeeded, the first poll comes shortly before they
+	// usually end and the next ones every pollInterval. Defaults to 2s.
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m))+$"
 	// +optional
