@@ -135,6 +135,7 @@ type heldTicket struct {
 // off at the recorded deadline, and records the answer.
 func (s *step) send(ctx context.Context, t target, ticket *provider.Ticket) (ctrl.Result, error) {
 	st := &s.na.Status
+	ticket.NotAfter = s.latestSend()
 	sendCtx, cancel := context.WithDeadline(provider.WithTicket(ctx, ticket), s.submitDeadline())
 	defer cancel()
 	s.log.Info("submitting", "attempt", st.AttemptID, "providerAction", st.ProviderAction, "node", s.na.Spec.NodeID)
@@ -149,7 +150,9 @@ func (s *step) send(ctx context.Context, t target, ticket *provider.Ticket) (ctr
 		s.log.V(1).Info("the provider's window holds the attempt back", "attempt", st.AttemptID, "until", until)
 		return s.bound(ctrl.Result{RequeueAfter: max(until.Sub(s.now)-wakeEarly, 10*time.Millisecond)}), nil
 	}
-	if !provider.IsNotSent(err) {
+	if provider.IsNotSent(err) {
+		ticket.Cancel()
+	} else {
 		st.Attempts++
 	}
 	res := s.answer(ctx, t, sub, err, false)
@@ -159,11 +162,16 @@ func (s *step) send(ctx context.Context, t target, ticket *provider.Ticket) (ctr
 	return res, nil
 }
 
-// heldBack says whether a submission's error is the rate gate holding its
-// request back (nothing sent) until a time the attempt may still leave at.
+// heldBack says whether a submission's error is the provider's reported
+// window holding its request back (nothing sent) until a time the attempt
+// may still leave at. The hold is kept in memory only: a manager that
+// restarts meanwhile looks the attempt up after its recorded deadline.
+// Providers that report their window (DigitalOcean) keep the whole action
+// history a lookup needs to find it never went; a hold for a Retry-After,
+// which any provider may send, goes back to Pending, on record.
 func (s *step) heldBack(err error) (time.Time, bool) {
 	pe := provider.AsError(err)
-	if err == nil || !pe.NotSent || pe.Class != provider.RateLimited || pe.RetryAfter <= 0 {
+	if err == nil || !pe.NotSent || !pe.WindowSpent || pe.RetryAfter <= 0 {
 		return time.Time{}, false
 	}
 	until := s.r.now().Add(pe.RetryAfter)

@@ -86,7 +86,9 @@ func pollAfter(age, base, expected time.Duration, known bool) time.Duration {
 	}
 	switch first := expected - base/2; {
 	case age < first:
-		return first - age
+		// Capped: a failure early in a long action is seen as soon as
+		// without learning.
+		return min(first-age, max(maxPollInterval, base))
 	case age < expected+2*base:
 		return base
 	default:
@@ -123,7 +125,8 @@ func (s *step) schedulePoll(t target) time.Duration {
 func (s *step) learnDuration(t target, o outcome) {
 	st := s.na.Status
 	switch {
-	case !o.succeeded || st.SubmittedAt == nil:
+	case !o.succeeded || st.SubmittedAt == nil || st.EscalatedAt != nil:
+		// An escalated shutdown ended as a power-off: neither's duration.
 	case st.ProviderStartTime != nil && !o.at.IsZero():
 		s.r.durations.observe(s.actionKind(t), o.at.Sub(st.ProviderStartTime.Time))
 	default:

@@ -31,6 +31,9 @@ func TestPollScheduleFollowsLearnedDurations(t *testing.T) {
 		{name: "a little longer than usual", took: 33 * time.Second, expected: 30 * time.Second, known: true, maxPolls: 3, maxLate: base},
 		{name: "much longer than usual backs off again", took: 120 * time.Second, expected: 30 * time.Second, known: true, maxPolls: 9, maxLate: 60 * time.Second},
 		{name: "instant kind", took: 500 * time.Millisecond, expected: 0, known: true, maxPolls: 1, maxLate: base},
+		// A long kind is still looked at every 30s: an early failure is
+		// seen as soon as without learning.
+		{name: "early failure of a long kind", took: 20 * time.Second, expected: 10 * time.Minute, known: true, maxPolls: 1, maxLate: 10 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n, late := polls(tc.took, tc.expected, tc.known)

@@ -37,6 +37,10 @@ type Error struct {
 	// by the client-side budget, or the connection failed before the
 	// request was written. Nothing can have happened at the provider.
 	NotSent bool
+	// WindowSpent, with NotSent, says the request was held for the window
+	// the provider reports with its answers (DigitalOcean's
+	// ratelimit-remaining), not for a Retry-After.
+	WindowSpent bool
 	// Err is the underlying error, kept for errors.Is/As; it is not shown.
 	Err error
 }

@@ -33,6 +33,11 @@ type Gate struct {
 	// many requests the gate may still let go before it.
 	windowEnd  time.Time
 	windowLeft int
+	// spentEnd is the end of the last window the gate found spent. Past
+	// it, one request goes first and the rest wait for its answer: a
+	// sliding window (DigitalOcean's reset is when its oldest request
+	// expires) frees one slot there, not a whole window.
+	spentEnd time.Time
 	// inFlight counts requests let go whose answers have not come; sent
 	// counts every request let go.
 	inFlight int
@@ -95,25 +100,33 @@ func (g *Gate) Block(t time.Time) {
 }
 
 // heldUntilLocked is when the provider lets the next request through:
-// zero when it may go now.
-func (g *Gate) heldUntilLocked(now time.Time) time.Time {
-	held := time.Time{}
+// zero when it may go now. byWindow says the provider's reported window
+// holds it, not a Retry-After.
+func (g *Gate) heldUntilLocked(now time.Time) (held time.Time, byWindow bool) {
 	if now.Before(g.blockedUntil) {
-		held = g.blockedUntil
+		return g.blockedUntil, false
 	}
-	if now.Before(g.windowEnd) && g.windowLeft <= budgetLow && g.windowEnd.After(held) {
-		held = g.windowEnd
+	if now.Before(g.windowEnd) && g.windowLeft <= budgetLow {
+		g.spentEnd = g.windowEnd
+		return g.windowEnd, true
 	}
-	return held
+	if !g.spentEnd.IsZero() && !now.Before(g.spentEnd) && !g.windowEnd.After(g.spentEnd) && g.inFlight > 0 {
+		return now.Add(probeWait), true // the first request after a spent window has not been answered yet
+	}
+	return time.Time{}, false
 }
+
+// probeWait is how often requests look again while the first request
+// after a spent window waits for its answer.
+const probeWait = 100 * time.Millisecond
 
 // take counts one request against the provider's window and lets it go,
 // or says how long until the provider will take one.
-func (g *Gate) take(now time.Time) (letGo, time.Duration) {
+func (g *Gate) take(now time.Time) (letGo, hold) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if held := g.heldUntilLocked(now); !held.IsZero() {
-		return letGo{}, held.Sub(now)
+	if held, byWindow := g.heldUntilLocked(now); !held.IsZero() {
+		return letGo{}, hold{wait: held.Sub(now), byWindow: byWindow}
 	}
 	if now.Before(g.windowEnd) {
 		g.windowLeft--
@@ -121,7 +134,14 @@ func (g *Gate) take(now time.Time) (letGo, time.Duration) {
 	l := letGo{sentBefore: g.sent, inFlight: g.inFlight}
 	g.sent++
 	g.inFlight++
-	return l, 0
+	return l, hold{}
+}
+
+// hold is how long a request must wait, and whether for the provider's
+// reported window (else its Retry-After, or the client-side rate).
+type hold struct {
+	wait     time.Duration
+	byWindow bool
 }
 
 // answered is told how every request take let go ended: with the answer's
@@ -170,9 +190,9 @@ func (g *Gate) answered(l letGo, h http.Header, now time.Time) {
 // intervals. Low-priority requests (polls) take only a token that is free
 // now: while submissions wait for the budget, polls step back. No request
 // waits past its context's deadline: it could not be sent after it.
-func (g *Gate) admit(ctx context.Context, now time.Time, maxWait time.Duration) (letGo, time.Duration, error) {
+func (g *Gate) admit(ctx context.Context, now time.Time, maxWait time.Duration) (letGo, hold, error) {
 	if held := g.held(now); held > 0 {
-		return letGo{}, held, nil
+		return letGo{}, hold{wait: held}, nil
 	}
 	if perToken := time.Duration(float64(time.Second) / float64(g.limiter.Limit())); maxWait < perToken*5/2 {
 		maxWait = perToken * 5 / 2
@@ -187,34 +207,34 @@ func (g *Gate) admit(ctx context.Context, now time.Time, maxWait time.Duration) 
 	now = g.monotonic(now)
 	r := g.limiter.ReserveN(now, 1)
 	if !r.OK() {
-		return letGo{}, time.Minute, nil
+		return letGo{}, hold{wait: time.Minute}, nil
 	}
 	delay := r.DelayFrom(now)
 	if delay > maxWait {
 		r.CancelAt(now)
-		return letGo{}, delay, nil
+		return letGo{}, hold{wait: delay}, nil
 	}
 	if err := sleep(ctx, delay); err != nil {
 		r.Cancel()
-		return letGo{}, 0, err
+		return letGo{}, hold{}, err
 	}
 	// The token is spent either way: a request the provider's window
 	// holds back comes back later.
-	l, wait := g.take(now.Add(delay))
-	if wait > 0 {
-		return letGo{}, wait, nil
+	l, h := g.take(now.Add(delay))
+	if h.wait > 0 {
+		return letGo{}, h, nil
 	}
 	if lp != nil {
 		lp.admitted.Store(true)
 	}
-	return l, 0, nil
+	return l, hold{}, nil
 }
 
 // held is how long the provider still keeps requests away.
 func (g *Gate) held(now time.Time) time.Duration {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if held := g.heldUntilLocked(now); !held.IsZero() {
+	if held, _ := g.heldUntilLocked(now); !held.IsZero() {
 		return held.Sub(now)
 	}
 	return 0
@@ -227,6 +247,9 @@ type Ticket struct {
 	// At is when the slot is the submission's. A submission the provider's
 	// window held back at its slot moves At to when the window resets.
 	At time.Time
+	// NotAfter, when set, is the last moment the submission's request may
+	// leave: a hold past it is handed back, never waited out.
+	NotAfter time.Time
 
 	gate *Gate
 	r    *rate.Reservation
@@ -275,29 +298,33 @@ func WithTicket(ctx context.Context, t *Ticket) context.Context {
 // admit lets a request of a ticketed submission go, or says how long the
 // provider holds it back (its window is spent, or a Retry-After came since
 // the slot was taken). The slot stays the submission's.
-func (t *Ticket) admit(ctx context.Context, now time.Time) (letGo, time.Duration, error) {
+func (t *Ticket) admit(ctx context.Context, now time.Time) (letGo, hold, error) {
 	if !t.used.Load() {
 		if err := sleep(ctx, t.At.Sub(now)); err != nil {
-			return letGo{}, 0, err
+			return letGo{}, hold{}, err
 		}
 		now = time.Now()
 	}
 	for {
-		l, wait := t.gate.take(now)
-		if wait == 0 {
+		if !t.NotAfter.IsZero() && now.After(t.NotAfter) {
+			return letGo{}, hold{wait: time.Second}, nil // too late to leave: the caller takes a new slot
+		}
+		l, h := t.gate.take(now)
+		if h.wait == 0 {
 			if !t.used.CompareAndSwap(false, true) {
 				t.gate.limiter.ReserveN(t.gate.monotonic(now), 1) // in debt: later requests wait for it
 			}
-			return l, 0, nil
+			return l, hold{}, nil
 		}
 		// A short hold is waited out here, within the attempt's recorded
 		// window: handing it back costs the caller a reconcile.
 		deadline, ok := ctx.Deadline()
-		if wait > ticketHoldWait || !ok || now.Add(wait+time.Second).After(deadline) {
-			return letGo{}, wait, nil
+		if h.wait > ticketHoldWait || !ok || now.Add(h.wait+time.Second).After(deadline) ||
+			(!t.NotAfter.IsZero() && now.Add(h.wait).After(t.NotAfter)) {
+			return letGo{}, h, nil
 		}
-		if err := sleep(ctx, wait); err != nil {
-			return letGo{}, 0, err
+		if err := sleep(ctx, h.wait); err != nil {
+			return letGo{}, hold{}, err
 		}
 		now = time.Now()
 	}

@@ -93,19 +93,19 @@ type transport struct {
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	var l letGo
 	if t.gate != nil {
-		var wait time.Duration
+		var h hold
 		var err error
 		if ticket, ok := req.Context().Value(ticketKey{}).(*Ticket); ok && ticket != nil {
-			l, wait, err = ticket.admit(req.Context(), time.Now())
+			l, h, err = ticket.admit(req.Context(), time.Now())
 		} else {
-			l, wait, err = t.gate.admit(req.Context(), time.Now(), t.maxWait)
+			l, h, err = t.gate.admit(req.Context(), time.Now(), t.maxWait)
 		}
 		if err != nil {
 			return nil, &Error{Kind: Retryable, Class: Unavailable, NotSent: true, Message: "request cancelled while waiting for the rate limit", Err: err}
 		}
-		if wait > 0 {
-			return nil, &Error{Kind: Retryable, Class: RateLimited, RetryAfter: wait, NotSent: true,
-				Message: fmt.Sprintf("client-side rate limit: next request slot in %s", wait.Round(10*time.Millisecond))}
+		if h.wait > 0 {
+			return nil, &Error{Kind: Retryable, Class: RateLimited, RetryAfter: h.wait, NotSent: true, WindowSpent: h.byWindow,
+				Message: fmt.Sprintf("client-side rate limit: next request slot in %s", h.wait.Round(10*time.Millisecond))}
 		}
 	}
 	var answer http.Header // what the gate learns of the provider's window

@@ -361,3 +361,53 @@ func TestGatePaceHoldsWithTimesOutOfOrder(t *testing.T) {
 		t.Fatalf("%d slots reserved within %s of the first, want one a second (the last at %s or later)", n, last.Sub(base), min.Sub(base))
 	}
 }
+
+// After a window the gate found spent, one request goes first and the
+// rest wait for its answer: where the window slides (DigitalOcean's reset
+// is when its oldest request expires), one slot frees there, not a whole
+// window, and a crowd let go at the reset would draw 429s.
+func TestGateProbesAfterASpentWindow(t *testing.T) {
+	g := NewGate(60000, 100)
+	now := time.Unix(1_800_000_000, 0)
+	h := func(remaining int, reset time.Time) http.Header {
+		return http.Header{"Ratelimit-Remaining": {strconv.Itoa(remaining)}, "Ratelimit-Reset": {strconv.FormatInt(reset.Unix(), 10)}}
+	}
+	l, hd := g.take(now)
+	if hd.wait != 0 {
+		t.Fatal("the first request should go")
+	}
+	g.answered(l, h(budgetLow, now.Add(10*time.Second)), now)
+	if _, hd := g.take(now.Add(time.Second)); hd.wait <= 0 || !hd.byWindow {
+		t.Fatalf("a spent window should hold the next request for itself, got %+v", hd)
+	}
+	end := now.Add(11 * time.Second) // the reset, rounded up
+	probe, hd := g.take(end)
+	if hd.wait != 0 {
+		t.Fatalf("the first request after the reset should go, held %+v", hd)
+	}
+	if _, hd := g.take(end.Add(10 * time.Millisecond)); hd.wait <= 0 {
+		t.Fatal("a second request should wait for the first one's answer")
+	}
+	g.answered(probe, h(249, end.Add(60*time.Second)), end.Add(50*time.Millisecond))
+	if _, hd := g.take(end.Add(60 * time.Millisecond)); hd.wait != 0 {
+		t.Fatalf("after the answer shows a new window, requests go: held %+v", hd)
+	}
+}
+
+// A ticketed request never leaves after its NotAfter (the last moment the
+// submission's recorded window lets it): the hold is handed back.
+func TestTicketNeverLeavesAfterNotAfter(t *testing.T) {
+	hits := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits++ }))
+	defer srv.Close()
+	gate := NewGate(6000, 10)
+	c, _ := NewHTTPClient(ClientOptions{Gate: gate, Timeout: time.Second})
+	ticket := gate.Reserve(time.Now())
+	ticket.NotAfter = time.Now().Add(-time.Millisecond)
+	ctx, cancel := context.WithTimeout(WithTicket(context.Background(), ticket), 10*time.Second)
+	defer cancel()
+	_, err := Send(ctx, c, http.MethodPost, srv.URL, nil, map[string]string{})
+	if !IsNotSent(err) || hits != 0 {
+		t.Fatalf("%v, %d requests reached the server; want not sent", err, hits)
+	}
+}
