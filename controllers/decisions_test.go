@@ -327,7 +327,9 @@ func TestSendHeldByTheProvidersWindowKeepsItsIntent(t *testing.T) {
 		{Kind: provider.Retryable, Class: provider.RateLimited, NotSent: true, RetryAfter: time.Second, Message: "Retry-After"},
 	} {
 		u = newUnit(t, unitAction("reboot"), nil)
-		u.driver.submit = func(context.Context, provider.Request) (provider.Submission, error) { return provider.Submission{}, held }
+		u.driver.submit = func(context.Context, provider.Request) (provider.Submission, error) {
+			return provider.Submission{}, held
+		}
 		_, na = u.reconcile()
 		if na.Status.Phase != v1alpha1.PhasePending || readyReason(na) != v1alpha1.ReasonRateLimited || na.Status.Attempts != 0 {
 			t.Fatalf("%s: phase %s (%s), attempts %d; want Pending, RateLimited, nothing sent", held.Message, na.Status.Phase, readyReason(na), na.Status.Attempts)
