@@ -22,8 +22,6 @@ import (
 
 func ptr[T any](v T) *T { return &v }
 
-func off(vm *fakecloud.VM) { vm.Power = fakecloud.PowerOff }
-
 func nodeID(n int) string { return fmt.Sprintf("5609f1ee1b0c4d2da622737b5ca2%04x", n) }
 
 func configure(base string, creds fakecloud.Credentials) provider.Config {
@@ -44,25 +42,17 @@ var harness = drivertest.Harness{
 	},
 	NodeID: nodeID,
 	Actions: map[string]drivertest.ActionCase{
-		"reboot": {Check: func(t *testing.T, vm fakecloud.VM) {
-			if vm.Boots != 1 {
-				t.Errorf("boots = %d, want 1", vm.Boots)
-			}
-		}},
+		"reboot":      {Check: drivertest.BootedOnce},
 		"power_cycle": {},
-		"shutdown": {Check: func(t *testing.T, vm fakecloud.VM) {
-			if vm.Power != fakecloud.PowerOff {
-				t.Error("VM still on after shutdown")
-			}
-		}},
-		"power_off": {},
-		"power_on":  {Prepare: off},
+		"shutdown":    {Check: drivertest.IsOff},
+		"power_off":   {},
+		"power_on":    {Prepare: drivertest.PoweredOff},
 		"password_reset": {Check: func(t *testing.T, vm fakecloud.VM) {
 			if vm.PasswordResets != 1 {
 				t.Errorf("password resets = %d, want 1", vm.PasswordResets)
 			}
 		}},
-		"resize": {Parameters: v1alpha1.ActionParameters{Resource: "ram", Amount: ptr(int32(4))}, Prepare: off,
+		"resize": {Parameters: v1alpha1.ActionParameters{Resource: "ram", Amount: ptr(int32(4))}, Prepare: drivertest.PoweredOff,
 			Check: func(t *testing.T, vm fakecloud.VM) {
 				if vm.Memory != 4 {
 					t.Errorf("memory = %d, want 4", vm.Memory)

@@ -13,8 +13,6 @@ import (
 
 func ptr[T any](v T) *T { return &v }
 
-func off(vm *fakecloud.VM) { vm.Power = fakecloud.PowerOff }
-
 func TestConformance(t *testing.T) { drivertest.Run(t, harness) }
 
 // harness describes DigitalOcean to the conformance suite; the list-order
@@ -30,19 +28,11 @@ var harness = drivertest.Harness{
 	},
 	NodeID: func(n int) string { return strconv.Itoa(4200 + n) },
 	Actions: map[string]drivertest.ActionCase{
-		"reboot": {Check: func(t *testing.T, vm fakecloud.VM) {
-			if vm.Boots != 1 {
-				t.Errorf("boots = %d, want 1", vm.Boots)
-			}
-		}},
-		"power_cycle": {},
-		"shutdown": {Check: func(t *testing.T, vm fakecloud.VM) {
-			if vm.Power != fakecloud.PowerOff {
-				t.Error("droplet still on after shutdown")
-			}
-		}},
+		"reboot":          {Check: drivertest.BootedOnce},
+		"power_cycle":     {},
+		"shutdown":        {Check: drivertest.IsOff},
 		"power_off":       {},
-		"power_on":        {Prepare: off},
+		"power_on":        {Prepare: drivertest.PoweredOff},
 		"enable_backups":  {Parameters: v1alpha1.ActionParameters{BackupPolicy: &v1alpha1.BackupPolicy{Plan: "weekly", Weekday: "SUN", Hour: ptr(int32(4))}}},
 		"disable_backups": {},
 		"change_backup_policy": {Parameters: v1alpha1.ActionParameters{BackupPolicy: &v1alpha1.BackupPolicy{Plan: "daily", Hour: ptr(int32(20))}},
@@ -60,7 +50,7 @@ var harness = drivertest.Harness{
 		"enable_ipv6":    {},
 		"snapshot":       {Parameters: v1alpha1.ActionParameters{Name: "before-upgrade"}},
 		"password_reset": {},
-		"resize":         {Parameters: v1alpha1.ActionParameters{Size: "s-2vcpu-4gb", Disk: ptr(true)}, Prepare: off},
+		"resize":         {Parameters: v1alpha1.ActionParameters{Size: "s-2vcpu-4gb", Disk: ptr(true)}, Prepare: drivertest.PoweredOff},
 		"rebuild": {Parameters: v1alpha1.ActionParameters{Image: "ubuntu-22-04-x64"}, Check: func(t *testing.T, vm fakecloud.VM) {
 			if vm.Image != "ubuntu-22-04-x64" || vm.Reinstalls != 1 {
 				t.Errorf("image %q reinstalls %d", vm.Image, vm.Reinstalls)

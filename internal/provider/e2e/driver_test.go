@@ -19,7 +19,6 @@ import (
 	"github.com/nodeaction/nodeaction-operator/internal/provider/e2e"
 )
 
-func off(vm *fakecloud.VM)    { vm.Power = fakecloud.PowerOff }
 func locked(vm *fakecloud.VM) { vm.Locked = true }
 
 func flagOn(flag string) func(vm *fakecloud.VM) {
@@ -52,16 +51,12 @@ var harness = drivertest.Harness{
 				t.Error("node still on after power_off")
 			}
 		}},
-		"power_on": {Prepare: off, Check: func(t *testing.T, vm fakecloud.VM) {
+		"power_on": {Prepare: drivertest.PoweredOff, Check: func(t *testing.T, vm fakecloud.VM) {
 			if vm.Power != fakecloud.PowerOn {
 				t.Error("node still off after power_on")
 			}
 		}},
-		"reboot": {Prepare: workflow, Check: func(t *testing.T, vm fakecloud.VM) {
-			if vm.Boots != 1 {
-				t.Errorf("boots = %d, want 1", vm.Boots)
-			}
-		}},
+		"reboot": {Prepare: workflow, Check: drivertest.BootedOnce},
 		"reinstall": {Prepare: workflow, Check: func(t *testing.T, vm fakecloud.VM) {
 			if vm.Reinstalls != 1 {
 				t.Errorf("reinstalls = %d, want 1", vm.Reinstalls)
@@ -107,7 +102,7 @@ var harness = drivertest.Harness{
 	RejectedMessage:  "locked",
 	FailingAction:    provider.Request{Action: "reboot"},
 	LookupAction:     provider.Request{Action: "power_on"},
-	LookupPrepare:    off,
+	LookupPrepare:    drivertest.PoweredOff,
 	LookupByState:    true,
 	UnknowableAction: &provider.Request{Action: "reinstall"},
 }

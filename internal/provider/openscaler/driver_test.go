@@ -15,8 +15,6 @@ import (
 	"github.com/nodeaction/nodeaction-operator/internal/provider/openscaler"
 )
 
-func off(vm *fakecloud.VM) { vm.Power = fakecloud.PowerOff }
-
 func configure(base string, creds fakecloud.Credentials) provider.Config {
 	return provider.Config{Endpoint: base + "/openscaler", Credentials: map[string][]byte{"token": []byte(creds.OpenScalerToken)}}
 }
@@ -44,7 +42,7 @@ func TestConformance(t *testing.T) {
 		},
 		NodeID: func(n int) string { return strconv.Itoa(20 + n) },
 		Actions: map[string]drivertest.ActionCase{
-			"start":     {Prepare: off, Check: power(fakecloud.PowerOn)},
+			"start":     {Prepare: drivertest.PoweredOff, Check: power(fakecloud.PowerOn)},
 			"shutdown":  {Check: power(fakecloud.PowerOff)},
 			"power_off": {Check: power(fakecloud.PowerOff)},
 			"reboot":    {Check: booted, Classes: unverified},
@@ -58,7 +56,7 @@ func TestConformance(t *testing.T) {
 		// refuses it the same way, before any call.
 		MissingParameter: provider.Request{Action: "reboot", Parameters: v1alpha1.ActionParameters{Name: "web-2"}},
 		Rejected:         provider.Request{Action: "reboot"},
-		RejectedPrepare:  off,
+		RejectedPrepare:  drivertest.PoweredOff,
 		RejectedMessage:  "VM is not running",
 		FailingAction:    provider.Request{Action: "reboot"},
 		LookupAction:     provider.Request{Action: "power_off"},
@@ -231,7 +229,7 @@ func TestAlreadyInState(t *testing.T) {
 	for _, tc := range []struct {
 		action  string
 		prepare func(*fakecloud.VM)
-	}{{"start", nil}, {"power_off", off}, {"shutdown", off}} {
+	}{{"start", nil}, {"power_off", drivertest.PoweredOff}, {"shutdown", drivertest.PoweredOff}} {
 		t.Run(tc.action, func(t *testing.T) {
 			e := newEnv(t, tc.prepare)
 			sub, err := e.driver.Submit(context.Background(), provider.Request{NodeID: vm, Action: tc.action})
@@ -249,7 +247,7 @@ func TestAlreadyInState(t *testing.T) {
 }
 
 func TestTimeoutOnOtherActionsIsAmbiguous(t *testing.T) {
-	e := newEnv(t, off)
+	e := newEnv(t, drivertest.PoweredOff)
 	e.cloud.InjectFault(fakecloud.Fault{ActionOnly: true, Mode: fakecloud.AcceptThenFail, Status: http.StatusRequestTimeout, Times: 1})
 	_, err := e.driver.Submit(context.Background(), provider.Request{NodeID: vm, Action: "start"})
 	if !provider.IsKind(err, provider.Ambiguous) {
