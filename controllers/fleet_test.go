@@ -90,12 +90,11 @@ type batchDriver struct {
 	sweeps int
 }
 
-func (d *batchDriver) StatusBatch(_ context.Context, subs []provider.Submission) (map[string]provider.ActionStatus, error) {
+func (d *batchDriver) StatusBatch(_ context.Context, subs []provider.Submission) ([]provider.ActionStatus, error) {
 	d.sweeps++
-	out := map[string]provider.ActionStatus{}
-	for _, s := range subs {
-		st, _ := d.Status(context.Background(), s)
-		out[s.ActionID] = st
+	out := make([]provider.ActionStatus, len(subs))
+	for i, s := range subs {
+		out[i], _ = d.Status(context.Background(), s)
 	}
 	return out, nil
 }
@@ -116,22 +115,100 @@ func TestFinishedActionLeavesTheFleetPoller(t *testing.T) {
 	var f fleetPoller
 	now := unitStart
 	first := provider.Submission{ActionID: "1001"}
-	if _, err := f.status(context.Background(), "p", d, first, now); err != nil {
+	if _, err := f.status(context.Background(), "p", d, first, now, time.Second); err != nil {
 		t.Fatal(err)
 	}
 	done["1001"] = true
 	now = now.Add(30 * time.Second)
-	if st, _ := f.status(context.Background(), "p", d, first, now); st.State != provider.StateSucceeded {
+	if st, _ := f.status(context.Background(), "p", d, first, now, time.Second); st.State != provider.StateSucceeded {
 		t.Fatalf("first action: %s, want succeeded", st.State)
 	}
 	second := provider.Submission{ActionID: "1002"}
 	for range 3 {
 		now = now.Add(2 * time.Second)
-		if _, err := f.status(context.Background(), "p", d, second, now); err != nil {
+		if _, err := f.status(context.Background(), "p", d, second, now, time.Second); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if _, statuses, _ := d.calls(); d.sweeps != 0 || statuses != 5 {
 		t.Fatalf("%d sweeps and %d reads of their own for two lone actions, want 0 and 5", d.sweeps, statuses)
+	}
+}
+
+// Where the API gives no action id (OpenScaler, E2E's VMs), sweeps tell
+// submissions apart by VM, action and start: each NodeAction gets its own
+// VM's answer, and a retried action on the same VM never reads the answer
+// swept for the attempt before it.
+func TestFleetPollerTellsApartSubmissionsWithoutActionIDs(t *testing.T) {
+	d := &batchDriver{fakeDriver: &fakeDriver{}}
+	d.status = func(s provider.Submission) (provider.ActionStatus, error) {
+		return provider.ActionStatus{State: provider.StateInProgress, Message: fmt.Sprintf("%s %s @%d", s.NodeID, s.Action, s.StartedAt.Unix())}, nil
+	}
+	var f fleetPoller
+	now := unitStart
+	f.clock = func() time.Time { return now }
+	sub := func(vm string, started time.Time) provider.Submission {
+		return provider.Submission{Request: provider.Request{NodeID: vm, Action: "shutdown"}, StartedAt: started}
+	}
+	a1, b1, c1 := sub("a", now), sub("b", now), sub("c", now)
+	for _, s := range []provider.Submission{a1, b1, c1} {
+		if _, err := f.status(context.Background(), "p", d, s, now, time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now = now.Add(6 * time.Second)
+	for _, s := range []provider.Submission{a1, b1, c1} {
+		st, err := f.status(context.Background(), "p", d, s, now, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf("%s shutdown @%d", s.NodeID, s.StartedAt.Unix()); st.Message != want {
+			t.Errorf("VM %s read %q, want its own answer %q", s.NodeID, st.Message, want)
+		}
+	}
+	// VM a's action is tried again: a new submission on the same VM.
+	now = now.Add(time.Second)
+	a2 := sub("a", now)
+	st, err := f.status(context.Background(), "p", d, a2, now, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Message == fmt.Sprintf("a shutdown @%d", a1.StartedAt.Unix()) {
+		t.Fatalf("the retried action read the answer swept for the attempt before it: %q", st.Message)
+	}
+	if d.sweeps == 0 {
+		t.Fatal("three actions in flight were never swept together")
+	}
+}
+
+// A swept answer that asks to be watched (E2E's brief workflow states) is
+// read again at the Provider's poll interval, not only every sweepInterval.
+func TestFleetPollerSweepsWatchedActionsAtThePollInterval(t *testing.T) {
+	d := &batchDriver{fakeDriver: &fakeDriver{}}
+	d.status = func(provider.Submission) (provider.ActionStatus, error) {
+		return provider.ActionStatus{State: provider.StateInProgress, Watch: true}, nil
+	}
+	var f fleetPoller
+	now := unitStart
+	f.clock = func() time.Time { return now }
+	x := provider.Submission{Request: provider.Request{NodeID: "x", Action: "reboot"}, StartedAt: now}
+	y := provider.Submission{Request: provider.Request{NodeID: "y", Action: "reboot"}, StartedAt: now}
+	poll := func(s provider.Submission) {
+		t.Helper()
+		if _, err := f.status(context.Background(), "p", d, s, now, time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	poll(x)
+	poll(y) // two in flight: the first sweep
+	now = now.Add(500 * time.Millisecond)
+	poll(x) // within the poll interval: the last sweep answers
+	if d.sweeps != 1 {
+		t.Fatalf("%d sweeps within one poll interval, want 1", d.sweeps)
+	}
+	now = now.Add(time.Second)
+	poll(x) // 1.5s after the sweep: older than the poll interval
+	if d.sweeps != 2 {
+		t.Fatalf("%d sweeps after a poll interval with watched answers, want 2 (sweepInterval is %s)", d.sweeps, sweepInterval)
 	}
 }

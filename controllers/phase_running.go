@@ -29,7 +29,7 @@ func (s *step) handleRunning(ctx context.Context, t target) (ctrl.Result, error)
 	case st.SubmittedAt != nil:
 		sub.StartedAt = st.SubmittedAt.Time
 	}
-	as, err := s.r.fleet.status(ctx, t.provider.UID, t.driver, sub, s.now)
+	as, err := s.r.fleet.status(ctx, t.provider.UID, t.driver, sub, s.now, s.pollBase(t))
 	if err != nil {
 		pe := provider.AsError(err)
 		if pe.Class == provider.AuthFailed {

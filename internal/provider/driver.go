@@ -195,14 +195,18 @@ type Config struct {
 	Now func() time.Time
 }
 
-// BatchStatuser is implemented by drivers whose API lists many actions in
-// one call (DigitalOcean's account-wide /v2/actions): one list answers the
-// polls of many NodeActions, so a fleet stays under the rate budget.
+// BatchStatuser is implemented by drivers whose API lists many actions or
+// VMs in one call (DigitalOcean's and CloudsFor's account-wide action
+// lists, Senlin's project actions, E2E's nodes, OpenScaler's VMs): one list
+// answers the polls of many NodeActions, so a fleet stays under the rate
+// budget.
 type BatchStatuser interface {
-	// StatusBatch returns the status of the submissions it finds, keyed by
-	// ActionID, in as few requests as the API allows. Submissions it does
-	// not find are left out (poll them one by one).
-	StatusBatch(ctx context.Context, subs []Submission) (map[string]ActionStatus, error)
+	// StatusBatch reads the status of many submissions in as few requests
+	// as the API allows. out[i] is subs[i]'s status, judged as Status
+	// judges it, or the zero ActionStatus (State "") where the list did not
+	// show it: the caller reads those one by one. On an error, out is not
+	// read.
+	StatusBatch(ctx context.Context, subs []Submission) (out []ActionStatus, err error)
 }
 
 // ServerIDer is implemented by drivers whose VM is known to a cloud

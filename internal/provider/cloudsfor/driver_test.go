@@ -79,6 +79,7 @@ var harness = drivertest.Harness{
 	RejectedMessage: "powered off",
 	FailingAction:   provider.Request{Action: "reboot"},
 	LookupAction:    provider.Request{Action: "reboot"},
+	SweepAction:     "reboot",
 }
 
 // recorder keeps what reached the cloud, for checks on the wire.

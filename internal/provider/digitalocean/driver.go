@@ -273,20 +273,20 @@ func (d *Driver) statusOf(ctx context.Context, sub provider.Submission, a godo.A
 // StatusBatch pages through the account's actions, newest first, 200 at a
 // time, until every submission is found or the list is older than the
 // oldest of them. Action ids grow over time, which bounds the walk.
-func (d *Driver) StatusBatch(ctx context.Context, subs []provider.Submission) (map[string]provider.ActionStatus, error) {
-	want := make(map[int]provider.Submission, len(subs))
+func (d *Driver) StatusBatch(ctx context.Context, subs []provider.Submission) ([]provider.ActionStatus, error) {
+	want := make(map[int][]int, len(subs)) // action id → indexes in subs
 	oldest := 0
-	for _, s := range subs {
+	for i, s := range subs {
 		id, err := strconv.Atoi(s.ActionID)
 		if err != nil {
 			continue
 		}
-		want[id] = s
+		want[id] = append(want[id], i)
 		if oldest == 0 || id < oldest {
 			oldest = id
 		}
 	}
-	out := make(map[string]provider.ActionStatus, len(want))
+	out := make([]provider.ActionStatus, len(subs))
 	// Neither the seed nor DigitalOcean's reference fixes the list's
 	// order. The first page shows it: newest first, read forward until
 	// the oldest wanted id; oldest first, jump to the last page and read
@@ -298,7 +298,7 @@ func (d *Driver) StatusBatch(ctx context.Context, subs []provider.Submission) (m
 	for len(want) > 0 && page > 0 && !read[page] {
 		actions, resp, err := d.client.Actions.List(ctx, &godo.ListOptions{Page: page, PerPage: 200})
 		if err != nil {
-			return out, classify(err, http.MethodGet)
+			return nil, classify(err, http.MethodGet)
 		}
 		read[page] = true
 		lo, hi := 0, 0
@@ -309,14 +309,14 @@ func (d *Driver) StatusBatch(ctx context.Context, subs []provider.Submission) (m
 			if a.ID > hi {
 				hi = a.ID
 			}
-			if sub, ok := want[a.ID]; ok {
-				st, err := d.statusOf(ctx, sub, a)
+			for _, i := range want[a.ID] {
+				st, err := d.statusOf(ctx, subs[i], a)
 				if err != nil {
-					return out, err
+					return nil, err
 				}
-				out[sub.ActionID] = st
-				delete(want, a.ID)
+				out[i] = st
 			}
+			delete(want, a.ID)
 		}
 		isLast := len(actions) == 0 || resp == nil || resp.Links == nil || resp.Links.IsLastPage()
 		if page == 1 {

@@ -67,4 +67,5 @@ var harness = drivertest.Harness{
 	RejectedMessage:  "invalid size",
 	FailingAction:    provider.Request{Action: "reboot"},
 	LookupAction:     provider.Request{Action: "reboot"},
+	SweepAction:      "reboot",
 }

@@ -59,11 +59,11 @@ func TestStatusBatchFindsActionsInAnyListOrder(t *testing.T) {
 				t.Fatal(err)
 			}
 			if len(got) != len(subs) {
-				t.Errorf("the sweep found %d of %d actions in flight", len(got), len(subs))
+				t.Fatalf("the sweep answered %d statuses for %d submissions", len(got), len(subs))
 			}
-			for _, s := range subs {
-				if st, ok := got[s.ActionID]; ok && st.State != provider.StateInProgress {
-					t.Errorf("action %s: %+v, want in progress", s.ActionID, st)
+			for i, s := range subs {
+				if st := got[i]; st.State != provider.StateInProgress {
+					t.Errorf("action %s: %+v, want found in progress", s.ActionID, st)
 				}
 			}
 			if pages := len(e.Cloud.Log()) - before; pages > w.maxPages {

@@ -73,6 +73,11 @@ type Harness struct {
 	// provider cannot show: Lookup must say SubmissionUnknown.
 	UnknowableAction *provider.Request
 
+	// SweepAction names the entry of Actions that many VMs run at once to
+	// check StatusBatch against Status (its Parameters, Prepare, Check and
+	// Classes are used).
+	SweepAction string
+
 	// world is how fakecloud behaves where the seeds leave a choice open
 	// (set by Run).
 	world fakecloud.TestWorld
@@ -152,6 +157,7 @@ func (h Harness) run(t *testing.T) {
 	t.Run("answer lost after sending", func(t *testing.T) { h.testAmbiguous(t) })
 	t.Run("connection refused", func(t *testing.T) { h.testRefused(t) })
 	t.Run("credentials never in errors", func(t *testing.T) { h.testNoSecretsInErrors(t) })
+	t.Run("one sweep reads many actions", func(t *testing.T) { h.testSweep(t) })
 }
 
 func (h Harness) testCapabilities(t *testing.T) {

@@ -102,6 +102,7 @@ var harness = drivertest.Harness{
 	RejectedMessage:  "locked",
 	FailingAction:    provider.Request{Action: "reboot"},
 	LookupAction:     provider.Request{Action: "power_on"},
+	SweepAction:      "reboot",
 	LookupPrepare:    drivertest.PoweredOff,
 	LookupByState:    true,
 	UnknowableAction: &provider.Request{Action: "reinstall"},

@@ -60,6 +60,7 @@ func TestConformance(t *testing.T) {
 		RejectedMessage:  "VM is not running",
 		FailingAction:    provider.Request{Action: "reboot"},
 		LookupAction:     provider.Request{Action: "power_off"},
+		SweepAction:      "power_off",
 		LookupByState:    true,
 		UnknowableAction: &provider.Request{Action: "reboot"},
 	})

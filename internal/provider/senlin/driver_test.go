@@ -76,6 +76,7 @@ func TestConformance(t *testing.T) {
 		RejectedMessage: "You are not authorized to complete this operation.",
 		FailingAction:   reboot,
 		LookupAction:    reboot,
+		SweepAction:     "recover",
 	})
 }
 
