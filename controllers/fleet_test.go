@@ -49,6 +49,66 @@ func TestFleetPollingSharesSweeps(t *testing.T) {
 	}
 }
 
+// Every provider's fleet shares sweeps of its own list: CloudsFor's global
+// actions, Senlin's project actions, E2E's nodes and OpenScaler's VMs
+// (DigitalOcean's above), each action read far less than once a poll.
+func TestFleetPollingSharesSweepsOnEveryProvider(t *testing.T) {
+	cases := []struct {
+		typ    v1alpha1.ProviderType
+		action string
+		id     func(i int) string
+	}{
+		{v1alpha1.ProviderCloudsFor, "reboot", func(i int) string { return fmt.Sprintf("%032x", 0xf1ee7<<20+i) }},
+		{v1alpha1.ProviderSenlin, "reboot", func(i int) string { return fmt.Sprintf("f1ee7000-0000-4000-8000-%012d", i) }},
+		{v1alpha1.ProviderE2E, "power_off", func(i int) string { return fmt.Sprint(913000 + i) }},
+		// A shutdown longer than OpenScaler's timeout: answered 408 while
+		// the guest goes on, then followed until the VM is off.
+		{v1alpha1.ProviderOpenScaler, "shutdown", func(i int) string { return fmt.Sprintf("fleet-%d", i) }},
+	}
+	for _, c := range cases {
+		t.Run(string(c.typ), func(t *testing.T) {
+			t.Parallel()
+			ns := newNamespace(t)
+			startManagerIn(t, ns)
+			createProvider(t, ns, "p", c.typ)
+			const n = 12
+			for i := range n {
+				cloud.AddVM(fakecloud.VM{ID: c.id(i), ActionDuration: 6 * time.Second})
+			}
+			before := len(cloud.Log())
+			for i := range n {
+				create(t, nodeAction(ns, fmt.Sprintf("fleet-%02d", i), "p", c.id(i), c.action))
+			}
+			for i := range n {
+				na := finished(t, nodeAction(ns, fmt.Sprintf("fleet-%02d", i), "", "", ""), 60*time.Second)
+				if na.Status.Phase != v1alpha1.PhaseSucceeded {
+					t.Fatalf("%s: %s, %+v", na.Name, na.Status.Phase, condition(na.Status.Conditions, v1alpha1.ConditionReady))
+				}
+			}
+			calls, reads := 0, 0
+			for _, r := range cloud.Log()[before:] {
+				switch {
+				case r.Skin != string(c.typ):
+				case r.ActionCall:
+					calls++
+				default:
+					reads++
+				}
+			}
+			// Each action runs 6s and is polled at least every 2s by its
+			// schedule: one by one, several reads each. Shared, a sweep
+			// every sweepInterval answers them all.
+			t.Logf("%s: %d %s actions of 6s: %d action calls, %d reads", c.typ, n, c.action, calls, reads)
+			if calls != n {
+				t.Errorf("%d action calls, want %d", calls, n)
+			}
+			if reads > n/2 {
+				t.Errorf("%d reads for %d actions in flight: want shared sweeps, well under one read per action", reads, n)
+			}
+		})
+	}
+}
+
 // Actions that arrive one by one (a NodeActionSet's members) join the
 // shared sweeps too: an action the last sweep did not look for waits for
 // the next one instead of a GET of its own.

@@ -50,6 +50,7 @@ import (
 
 	"github.com/nodeaction/nodeaction-operator/api/v1alpha1"
 	"github.com/nodeaction/nodeaction-operator/internal/fakecloud"
+	"github.com/nodeaction/nodeaction-operator/internal/fakecloud/demo"
 )
 
 var (
@@ -105,7 +106,8 @@ func main() {
 	setSize := flags.Int("set", 1000, "DigitalOcean VMs of the NodeActionSet in the set run")
 	setMaxUnavailable := flags.Int("set-max-unavailable", 50, "the set's maxUnavailable in the set run")
 	setDuration := flags.Duration("set-duration", 5*time.Second, "how long each action of the set run lasts")
-	only := flags.String("only", "", "comma-separated rows to run: ceiling,throughput,polls,scale,fleet,shards,set (default all)")
+	sweepN := flags.Int("sweeps", 100, "concurrent actions per provider in the sweeps run (CloudsFor, Senlin, E2E, OpenScaler)")
+	only := flags.String("only", "", "comma-separated rows to run: ceiling,throughput,polls,scale,sweeps,fleet,shards,set (default all)")
 	flags.IntVar(&workers, "workers", 16, "concurrent creates")
 	manager := flags.String("manager", "bin/manager", "manager binary")
 	concurrency := flags.Int("max-concurrent-reconciles", 0, "passed to the manager (0: its default)")
@@ -183,6 +185,9 @@ func main() {
 	}
 	if want("scale") {
 		rows = append(rows, scaleRun(*manager, *scale)...)
+	}
+	if want("sweeps") {
+		rows = append(rows, sweepsRun(*manager, *sweepN, *fleetDuration)...)
 	}
 	if want("fleet") {
 		rows = append(rows, fleetRun(*manager, *fleet, *fleetDuration, *budget)...)
@@ -905,6 +910,83 @@ func fleetRun(bin string, n int, d time.Duration, budget int) []row {
 		{"API status writes per action, same run (intent, answer, end)", fmt.Sprintf("%.2f avg, %d max", avgWrites, maxWrites), "≤ 3", yes(maxWrites <= 3)},
 		{"API events per action, same run", fmt.Sprintf("%.2f", eventsPerAction), "-", nil},
 	}
+}
+
+// sweepsRun: for each provider besides DigitalOcean (whose fleet row is
+// fleetRun), n actions of d at once on one Provider, followed through that
+// provider's shared list. The Provider's own rate limit is raised so that
+// the row measures polling, not the pace of the POSTs.
+func sweepsRun(bin string, n int, d time.Duration) []row {
+	cases := []struct {
+		typ    v1alpha1.ProviderType
+		action string
+		id     func(i int) string
+	}{
+		{v1alpha1.ProviderCloudsFor, "reboot", func(i int) string { return fmt.Sprintf("%032x", 0xc10d5f0<<20+i) }},
+		{v1alpha1.ProviderSenlin, "reboot", func(i int) string { return fmt.Sprintf("5e4f1a00-0000-4000-8000-%012d", i) }},
+		{v1alpha1.ProviderE2E, "reboot", func(i int) string { return strconv.Itoa(700000 + i) }},
+		// OpenScaler answers a shutdown when the guest is down, or 408
+		// after its timeout while the guest goes on: these are followed.
+		{v1alpha1.ProviderOpenScaler, "shutdown", func(i int) string { return fmt.Sprintf("sweep-%d", i) }},
+	}
+	var rows []row
+	for _, c := range cases {
+		ns := namespace("sweeps")
+		p, secret := demo.Provider(ns, "p", c.typ, cloudURL)
+		p.Spec.RateLimit = &v1alpha1.RateLimit{RequestsPerMinute: 100_000, Burst: 1000}
+		must(kube.Create(context.Background(), secret))
+		must(kube.Create(context.Background(), p))
+		for i := range n {
+			cloud.AddVM(fakecloud.VM{ID: c.id(i), ActionDuration: d})
+		}
+		mgr := startManager(bin, "--watch-namespace="+ns)
+		tr := track(ns)
+		time.Sleep(2 * time.Second)
+		before := len(cloud.Log())
+		start := time.Now()
+		parallel(n, func(i int) {
+			na := nodeAction(ns, fmt.Sprintf("s-%d", i), c.id(i), c.action)
+			na.Spec.ProviderRef.Name = "p"
+			createWithRetry(na)
+		})
+		err := tr.waitDone(n, d+5*time.Minute)
+		elapsed := time.Since(start)
+		tr.close()
+		mgr.stop()
+		if err != nil {
+			fmt.Printf("sweeps %s: %v\n", c.typ, err)
+		}
+		requests, posts, lists := 0, 0, 0
+		for _, r := range cloud.Log()[before:] {
+			if r.Skin != string(c.typ) {
+				continue
+			}
+			requests++
+			switch {
+			case r.ActionCall:
+				posts++
+			case r.Method == http.MethodGet && listPath(r.Path):
+				lists++
+			}
+		}
+		perAction := float64(requests) / float64(n)
+		fmt.Printf("sweeps %s: %d %s actions of %s in %s: %d requests (%d action calls, %d list pages, %d other)\n",
+			c.typ, n, c.action, d, elapsed.Round(time.Second), requests, posts, lists, requests-posts-lists)
+		rows = append(rows, row{fmt.Sprintf("provider requests per action, %d %s %s actions of %s at once (action call + shared polling)", n, c.typ, c.action, d),
+			fmt.Sprintf("%.3f (%d requests, %d action calls, %d list pages)", perAction, requests, posts, lists), "≤ 1.1", yes(perAction <= 1.1 && posts == n && err == nil)})
+	}
+	return rows
+}
+
+// listPath tells a provider's list endpoint (a fleet poller's sweep) from a
+// read of one action or VM.
+func listPath(path string) bool {
+	for _, suffix := range []string{"/api/v1/actions", "/v1/actions", "/api/v1/nodes/", "/v1/vms", "/v2/actions"} {
+		if strings.HasSuffix(path, suffix) {
+			return true
+		}
+	}
+	return false
 }
 
 // windows replays fakecloud's fixed windows over its log: each starts with
