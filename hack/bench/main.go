@@ -592,7 +592,7 @@ func measureCeilings(cfg *rest.Config, n int) ceilingRates {
 			createWithRetry(&eventsv1.Event{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("ev-%d", i)},
 				EventTime: now, ReportingController: "bench", ReportingInstance: "bench", Action: "Submit", Reason: "Submitted",
 				Regarding: corev1.ObjectReference{Kind: "NodeAction", Namespace: ns, Name: fmt.Sprintf("w-%d", i)},
-				Note: "reboot accepted by the provider", Type: corev1.EventTypeNormal})
+				Note:      "reboot accepted by the provider", Type: corev1.EventTypeNormal})
 		}))
 	}
 	ctx := context.Background()

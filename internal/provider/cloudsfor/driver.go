@@ -4,7 +4,7 @@
 //
 // A CloudsFor action object's id is the VM's id, so an action is known by
 // its VM, its type and its started_at: Status and Lookup find it again in
-// the VM's action list.
+// the VM's action list, StatusBatch in the account's.
 package cloudsfor
 
 import (
@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -113,7 +114,7 @@ var capabilities = provider.Capabilities{
 // Probe reads one entry of the account's action list: one cheap
 // authenticated GET (CloudsFor documents no account endpoint).
 func (d *Driver) Probe(ctx context.Context) error {
-	resp, err := d.send(ctx, http.MethodGet, "/api/v1/actions?page=1&per_page=1", nil)
+	resp, err := d.send(ctx, http.MethodGet, globalActionsPath+"?page=1&per_page=1", nil)
 	if err != nil {
 		return err
 	}
@@ -219,9 +220,11 @@ func sizes(r *v1alpha1.ResourceSizes) []size {
 	return out
 }
 
-// action is a CloudsFor VM actions object. Its id is the VM's id, so it is
-// not read: the type and started_at tell actions apart.
+// action is a CloudsFor VM actions object. Its id is the VM's id (which
+// tells VMs apart in the account's list): the type and started_at tell a
+// VM's actions apart.
 type action struct {
+	ID          string  `json:"id"`
 	Status      string  `json:"status"`
 	Type        string  `json:"type"`
 	StartedAt   string  `json:"started_at"`
@@ -306,6 +309,22 @@ func (d *Driver) Status(ctx context.Context, sub provider.Submission) (provider.
 	if err != nil {
 		return provider.ActionStatus{}, err
 	}
+	if len(matches) == 0 {
+		at := started.UTC().Format(time.RFC3339Nano)
+		if d.now().Sub(started) < listLag {
+			return provider.ActionStatus{State: provider.StateInProgress,
+				Message: fmt.Sprintf("CloudsFor accepted the %s action started at %s and does not list it on VM %s yet", sub.Action, at, sub.NodeID)}, nil
+		}
+		return provider.ActionStatus{}, provider.NewTerminal(provider.ActionFailed,
+			fmt.Sprintf("CloudsFor no longer lists the %s action started at %s on VM %s", sub.Action, at, sub.NodeID))
+	}
+	return d.statusOf(ctx, sub, started, matches)
+}
+
+// statusOf judges a submission from the listed actions that match it (at
+// least one: what a missing action means depends on which list was read),
+// reading the VM back where its state shows the action's effect.
+func (d *Driver) statusOf(ctx context.Context, sub provider.Submission, started time.Time, matches []action) (provider.ActionStatus, error) {
 	var nCompleted, nErrored int
 	running := ""
 	for _, a := range matches {
@@ -321,12 +340,6 @@ func (d *Driver) Status(ctx context.Context, sub provider.Submission) (provider.
 	}
 	at := started.UTC().Format(time.RFC3339Nano)
 	switch {
-	case len(matches) == 0 && d.now().Sub(started) < listLag:
-		return provider.ActionStatus{State: provider.StateInProgress,
-			Message: fmt.Sprintf("CloudsFor accepted the %s action started at %s and does not list it on VM %s yet", sub.Action, at, sub.NodeID)}, nil
-	case len(matches) == 0:
-		return provider.ActionStatus{}, provider.NewTerminal(provider.ActionFailed,
-			fmt.Sprintf("CloudsFor no longer lists the %s action started at %s on VM %s", sub.Action, at, sub.NodeID))
 	case nCompleted+nErrored < len(matches):
 		return provider.ActionStatus{State: provider.StateInProgress,
 			Message: fmt.Sprintf("CloudsFor reports the %s action started at %s %s", sub.Action, at, running)}, nil
@@ -439,23 +452,8 @@ var errTooLong = errors.New("action history too long")
 // A list longer than maxPages pages ends with errTooLong.
 func (d *Driver) eachAction(ctx context.Context, node string, visit func(a action, started time.Time, ok bool) bool) error {
 	for page := 1; page <= maxPages; page++ {
-		resp, err := d.send(ctx, http.MethodGet, fmt.Sprintf("%s?page=%d&per_page=%d", actionsPath(node), page, perPage), nil)
+		list, err := d.listPage(ctx, actionsPath(node), node, page, perPage)
 		if err != nil {
-			return err
-		}
-		if resp.StatusCode/100 != 2 {
-			return apiError(resp, http.MethodGet, node)
-		}
-		var list struct {
-			Actions []action `json:"actions"`
-			Links   struct {
-				Pages map[string]string `json:"pages"`
-			} `json:"links"`
-			Meta struct {
-				Total int `json:"total"`
-			} `json:"meta"`
-		}
-		if err := provider.Decode(resp, &list); err != nil {
 			return err
 		}
 		for _, a := range list.Actions {
@@ -464,14 +462,58 @@ func (d *Driver) eachAction(ctx context.Context, node string, visit func(a actio
 				return nil
 			}
 		}
-		// The next page's link is not followed (it could name another
-		// host); its presence, or meta.total, says there is more.
-		more := list.Links.Pages["next"] != "" || list.Meta.Total > page*perPage
-		if len(list.Actions) == 0 || !more {
+		if !list.more(page, perPage) {
 			return nil
 		}
 	}
 	return errTooLong
+}
+
+// actionList is one page of an action list, paginated as DigitalOcean's
+// (PROVIDERS.md): page and per_page, links.pages, meta.total.
+type actionList struct {
+	Actions []action `json:"actions"`
+	Links   struct {
+		Pages map[string]string `json:"pages"`
+	} `json:"links"`
+	Meta struct {
+		Total int `json:"total"`
+	} `json:"meta"`
+}
+
+// listPage reads one page of the action list at path; node names the VM
+// for error messages ("" for the account's list).
+func (d *Driver) listPage(ctx context.Context, path, node string, page, size int) (actionList, error) {
+	resp, err := d.send(ctx, http.MethodGet, fmt.Sprintf("%s?page=%d&per_page=%d", path, page, size), nil)
+	if err != nil {
+		return actionList{}, err
+	}
+	if resp.StatusCode/100 != 2 {
+		return actionList{}, apiError(resp, http.MethodGet, node)
+	}
+	var list actionList
+	if err := provider.Decode(resp, &list); err != nil {
+		return actionList{}, err
+	}
+	return list, nil
+}
+
+// more tells whether pages follow page. The next page's link is not
+// followed (it could name another host); its presence, or meta.total,
+// says there is more.
+func (l actionList) more(page, size int) bool {
+	return len(l.Actions) > 0 && (l.Links.Pages["next"] != "" || l.Meta.Total > page*size)
+}
+
+// lastPage is the number of the list's last page from its links, 0 when
+// they do not say.
+func (l actionList) lastPage() int {
+	u, err := url.Parse(l.Links.Pages["last"])
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(u.Query().Get("page"))
+	return n
 }
 
 // vmState is what the VM read-back needs.

@@ -2,6 +2,7 @@ package drivertest
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -26,6 +27,17 @@ const patience = 30 * time.Second
 // Other errors are returned.
 func (h Harness) submit(t *testing.T, d provider.Driver, req provider.Request) (provider.Submission, error) {
 	t.Helper()
+	sub, unknowable, err := h.submitOnce(t, d, req)
+	if unknowable != "" {
+		t.Skip(unknowable)
+	}
+	return sub, err
+}
+
+// submitOnce is submit, saying why instead of skipping when the world made
+// the outcome unknowable.
+func (h Harness) submitOnce(t *testing.T, d provider.Driver, req provider.Request) (sub provider.Submission, unknowable string, err error) {
+	t.Helper()
 	ctx := context.Background()
 	deadline := time.Now().Add(patience)
 	for {
@@ -34,9 +46,9 @@ func (h Harness) submit(t *testing.T, d provider.Driver, req provider.Request) (
 		pe := provider.AsError(err)
 		switch {
 		case err == nil:
-			return sub, nil
+			return sub, "", nil
 		case time.Now().After(deadline) || (pe.Kind != provider.Retryable && pe.Kind != provider.Ambiguous):
-			return sub, err
+			return sub, "", err
 		case pe.Kind == provider.Retryable:
 			time.Sleep(min(max(pe.RetryAfter, 200*time.Millisecond), 10*time.Second))
 			continue
@@ -45,15 +57,15 @@ func (h Harness) submit(t *testing.T, d provider.Driver, req provider.Request) (
 		found, err := h.lookup(t, d, req, windowFrom(since))
 		switch {
 		case err != nil && provider.AsError(err).Class == provider.SubmissionUnknown:
-			t.Skipf("%s: the answer to %s was lost (%v) and the provider cannot show whether it was accepted (%v): an honest outcome, not checked further",
-				h.world.Name, req.Action, pe, err)
+			return provider.Submission{}, fmt.Sprintf("%s: the answer to %s was lost (%v) and the provider cannot show whether it was accepted (%v): an honest outcome, not checked further",
+				h.world.Name, req.Action, pe, err), nil
 		case err != nil:
-			return provider.Submission{}, err
+			return provider.Submission{}, "", err
 		case len(found.Candidates) == 1:
-			return found.Candidates[0], nil
+			return found.Candidates[0], "", nil
 		case len(found.Candidates) > 1 || !found.Complete:
-			t.Skipf("%s: the answer to %s was lost (%v) and the provider's records cannot tell which action was it (%+v): an honest outcome, not checked further",
-				h.world.Name, req.Action, pe, found)
+			return provider.Submission{}, fmt.Sprintf("%s: the answer to %s was lost (%v) and the provider's records cannot tell which action was it (%+v): an honest outcome, not checked further",
+				h.world.Name, req.Action, pe, found), nil
 		}
 	}
 }

@@ -30,9 +30,13 @@ func (h Harness) testSweep(t *testing.T) {
 	for i := range sweepVMs {
 		id := h.NodeID(40 + i)
 		e.addVM(id, ac.Prepare)
-		sub, err := h.submit(t, e.driver, provider.Request{NodeID: id, Action: h.SweepAction, Parameters: ac.Parameters})
+		sub, unknowable, err := h.submitOnce(t, e.driver, provider.Request{NodeID: id, Action: h.SweepAction, Parameters: ac.Parameters})
 		if err != nil {
 			t.Fatalf("Submit on VM %s: %v", id, err)
+		}
+		if unknowable != "" {
+			t.Logf("VM %s left out: %s", id, unknowable)
+			continue
 		}
 		// Followed as the operator follows it, from what it recorded.
 		sub.Done = nil
@@ -120,8 +124,11 @@ func (h Harness) testSweep(t *testing.T) {
 	if cheapest < 0 {
 		t.Fatal("no sweep found every action in flight")
 	}
-	if cheapest > sweepVMs/2 {
-		t.Errorf("a sweep that found all %d actions took %d requests, want at most %d", sweepVMs, cheapest, sweepVMs/2)
+	if cheapest > len(subs)/2 {
+		t.Errorf("a sweep that found all %d actions took %d requests, want at most %d", len(subs), cheapest, len(subs)/2)
+	}
+	if len(subs) < sweepVMs/2 {
+		t.Fatalf("only %d of %d submissions known: too few to check sweeps with", len(subs), sweepVMs)
 	}
 	for _, s := range subs {
 		if n := e.cloud.AcceptedActions(s.NodeID); n != 1 {

@@ -12,6 +12,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -49,7 +50,10 @@ type Driver struct {
 	now     func() time.Time
 }
 
-var _ provider.Driver = (*Driver)(nil)
+var (
+	_ provider.Driver        = (*Driver)(nil)
+	_ provider.BatchStatuser = (*Driver)(nil)
+)
 
 // New builds a driver from the Secret keys `apiKey` and `token`,
 // spec.location (required) and spec.project (optional).
@@ -250,11 +254,13 @@ func refusal(pe *provider.Error) bool {
 	return pe.StatusCode >= 400 && pe.StatusCode < 500
 }
 
-// node is the part of GET node's data the driver reads.
+// node is the part of GET node's data (and of a list entry) the driver
+// reads.
 type node struct {
-	Name     string `json:"name"`
-	Status   string `json:"status"`
-	IsLocked bool   `json:"is_locked"`
+	ID       json.Number `json:"id"`
+	Name     string      `json:"name"`
+	Status   string      `json:"status"`
+	IsLocked bool        `json:"is_locked"`
 }
 
 func (d *Driver) getNode(ctx context.Context, id string) (node, error) {
@@ -268,6 +274,92 @@ func (d *Driver) getNode(ctx context.Context, id string) (node, error) {
 		return n, provider.NewRetryable(provider.Unavailable, fmt.Sprintf("cannot read node %s from E2E Networks' answer", id), 0)
 	}
 	return n, nil
+}
+
+// maxListPages caps a sweep's walk of the node list (200 nodes a page): an
+// account with more nodes has the rest read one by one. The list is the
+// account's nodes, not a history, so its length is the fleet's; a sweep
+// also never reads more pages than there are nodes to find.
+const maxListPages = 50
+
+// StatusBatch reads the node list, 200 nodes a page, and judges each
+// submission by its node's entry as Status judges a node read alone. The
+// list's order is not documented (by node id in practice), so it reads from
+// the first page until every node is found, the last page is read, or the
+// cap. Unverifiable actions need no read; a node not found, listed twice,
+// or listed without a status is left to the caller.
+func (d *Driver) StatusBatch(ctx context.Context, subs []provider.Submission) ([]provider.ActionStatus, error) {
+	out := make([]provider.ActionStatus, len(subs))
+	want := map[string]bool{} // node ids to find
+	for i, sub := range subs {
+		switch {
+		case validNode(sub.NodeID) != nil:
+			// Status answers it with its error.
+		case unverifiable(sub.Action):
+			out[i] = unverifiedStatus(sub)
+		default:
+			want[sub.NodeID] = true
+		}
+	}
+	found := map[string]node{}
+	twice := map[string]bool{}
+	// More pages than nodes wanted would cost more than reading each alone.
+	limit := min(maxListPages, len(want))
+	for page := 1; page <= limit && len(found) < len(want); page++ {
+		nodes, last, err := d.listNodes(ctx, page)
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range nodes {
+			id := n.ID.String()
+			if !want[id] {
+				continue
+			}
+			if _, seen := found[id]; seen {
+				// The list moved between pages, or lists a node twice:
+				// which entry is current cannot be told.
+				twice[id] = true
+			}
+			found[id] = n
+		}
+		if last {
+			break
+		}
+	}
+	for i, sub := range subs {
+		if n, ok := found[sub.NodeID]; ok && !twice[sub.NodeID] && out[i].State == "" {
+			out[i] = d.statusOf(sub, n)
+		}
+	}
+	return out, nil
+}
+
+// listNodes reads one page of GET /api/v1/nodes/ and says whether it is the
+// last. Entries that do not parse, or carry no status (a read getNode would
+// retry), are left out.
+func (d *Driver) listNodes(ctx context.Context, page int) ([]node, bool, error) {
+	env, err := d.request(ctx, http.MethodGet, "", url.Values{"page_no": {strconv.Itoa(page)}, "per_page": {"200"}}, nil)
+	if err != nil {
+		return nil, false, err
+	}
+	var entries []json.RawMessage
+	if err := json.Unmarshal(env.Data, &entries); err != nil {
+		// A read changed nothing: read again.
+		return nil, false, provider.NewRetryable(provider.Unavailable, "cannot read the node list from E2E Networks' answer", 0)
+	}
+	nodes := make([]node, 0, len(entries))
+	for _, raw := range entries {
+		var n node
+		if json.Unmarshal(raw, &n) == nil && n.Status != "" && n.ID != "" {
+			nodes = append(nodes, n)
+		}
+	}
+	// total_page_number says where the list ends; without it, an empty page
+	// does (a short page may only mean E2E pages by fewer than asked).
+	var pages int
+	_ = json.Unmarshal(env.TotalPageNumber, &pages)
+	last := len(entries) == 0 || (pages > 0 && page >= pages)
+	return nodes, last, nil
 }
 
 // workflowWindow is how long after E2E accepted an action whose effect the
@@ -302,35 +394,45 @@ func (d *Driver) Status(ctx context.Context, sub provider.Submission) (provider.
 		return provider.ActionStatus{}, err
 	}
 	if unverifiable(sub.Action) {
-		return provider.ActionStatus{State: provider.StateSucceeded, Class: provider.Unverified,
-			Message: fmt.Sprintf("E2E Networks accepted %s; the node shows nothing to verify it by", sub.Action)}, nil
+		return unverifiedStatus(sub), nil
 	}
 	n, err := d.getNode(ctx, sub.NodeID)
 	if err != nil {
 		return provider.ActionStatus{}, err
 	}
+	return d.statusOf(sub, n), nil
+}
+
+// unverifiedStatus answers, without a read, an action the node cannot show.
+func unverifiedStatus(sub provider.Submission) provider.ActionStatus {
+	return provider.ActionStatus{State: provider.StateSucceeded, Class: provider.Unverified,
+		Message: fmt.Sprintf("E2E Networks accepted %s; the node shows nothing to verify it by", sub.Action)}
+}
+
+// statusOf judges sub from its node as read (alone or from the list).
+func (d *Driver) statusOf(sub provider.Submission, n node) provider.ActionStatus {
 	if n.Status == statusFailed {
 		if !d.failedIsOurs(sub) {
 			// "Failed" may be left from an earlier action: E2E runs this
 			// one asynchronously, so the node may not have moved yet.
 			return provider.ActionStatus{State: provider.StateInProgress, Class: provider.Verifying, Watch: true,
 				Message: fmt.Sprintf("node %s still reads %q, perhaps from an earlier action; waiting up to %s for %s to move it",
-					sub.NodeID, n.Status, failedGrace(sub.Action), sub.Action)}, nil
+					sub.NodeID, n.Status, failedGrace(sub.Action), sub.Action)}
 		}
 		return provider.ActionStatus{State: provider.StateFailed, Class: provider.ActionFailed, CompletedAt: d.now(),
-			Message: fmt.Sprintf("E2E Networks reports node %s status %q after %s", sub.NodeID, n.Status, sub.Action)}, nil
+			Message: fmt.Sprintf("E2E Networks reports node %s status %q after %s", sub.NodeID, n.Status, sub.Action)}
 	}
 	if window, ok := workflowWindow[sub.Action]; ok {
 		st := d.workflowStatus(sub, n, window)
 		if st.Progress == "" && sub.Progress == "" {
 			st.Progress = progressSeen + n.Status
 		}
-		return st, nil
+		return st
 	}
 	ok, want := shows(sub.Request, n)
 	if ok {
 		return provider.ActionStatus{State: provider.StateSucceeded, Class: provider.Completed, CompletedAt: d.now(),
-			Message: fmt.Sprintf("node %s is %s: %s took effect", sub.NodeID, describe(sub.Action, n), sub.Action)}, nil
+			Message: fmt.Sprintf("node %s is %s: %s took effect", sub.NodeID, describe(sub.Action, n), sub.Action)}
 	}
 	if !sub.StartedAt.IsZero() && d.now().Sub(sub.StartedAt) >= effectWindow {
 		// A guest that ignores E2E's graceful power_off (E2E has no hard
@@ -338,14 +440,14 @@ func (d *Driver) Status(ctx context.Context, sub provider.Submission) (provider.
 		// and the VM's queue is not held for ever.
 		return provider.ActionStatus{State: provider.StateSucceeded, Class: provider.Unverified, CompletedAt: d.now(),
 			Message: fmt.Sprintf("E2E Networks accepted %s, but node %s is still %s, not %s, after %s",
-				sub.Action, sub.NodeID, describe(sub.Action, n), want, effectWindow)}, nil
+				sub.Action, sub.NodeID, describe(sub.Action, n), want, effectWindow)}
 	}
 	st := provider.ActionStatus{State: provider.StateInProgress, Class: provider.Verifying,
 		Message: fmt.Sprintf("node %s is %s, not %s yet", sub.NodeID, describe(sub.Action, n), want)}
 	if sub.Progress == "" {
 		st.Progress = progressSeen + n.Status
 	}
-	return st, nil
+	return st
 }
 
 // progressSeen is kept (Submission.Progress) once the node was read in a
@@ -467,44 +569,58 @@ func (d *Driver) Lookup(ctx context.Context, req provider.Request, w provider.Wi
 	return found, nil
 }
 
-// url builds a request URL under /api/v1/nodes/ with the auth query. The
-// result carries the API key: it must never be put in an error.
-func (d *Driver) url(rest string) string {
+// url builds a request URL under /api/v1/nodes/ with the auth query and
+// any extra parameters. The result carries the API key: it must never be
+// put in an error.
+func (d *Driver) url(rest string, extra url.Values) string {
 	if rest != "" {
 		id, tail, _ := strings.Cut(rest, "/")
 		rest = url.PathEscape(id) + "/" + tail
 	}
-	return d.nodes + rest + "?" + d.query.Encode()
+	q := maps.Clone(d.query)
+	maps.Copy(q, extra)
+	return d.nodes + rest + "?" + q.Encode()
 }
 
-// call makes one request and returns the "data" of E2E's envelope, or a
-// typed error with the provider's words. E2E may also answer HTTP 200 with
-// an error code in the envelope.
+// envelope is E2E's answer: code and data, and on lists the page count
+// (kept raw: only the list reads it).
+type envelope struct {
+	Code            int             `json:"code"`
+	Data            json.RawMessage `json:"data"`
+	TotalPageNumber json.RawMessage `json:"total_page_number"`
+}
+
+// call makes one request and returns the "data" of E2E's envelope.
 func (d *Driver) call(ctx context.Context, method, rest string, in any) (json.RawMessage, error) {
-	resp, err := provider.Send(ctx, d.client, method, d.url(rest), nil, in)
+	env, err := d.request(ctx, method, rest, nil, in)
+	return env.Data, err
+}
+
+// request makes one request and returns E2E's envelope, or a typed error
+// with the provider's words. E2E may also answer HTTP 200 with an error
+// code in the envelope.
+func (d *Driver) request(ctx context.Context, method, rest string, extra url.Values, in any) (envelope, error) {
+	var env envelope
+	resp, err := provider.Send(ctx, d.client, method, d.url(rest, extra), nil, in)
 	if err != nil {
-		return nil, err
+		return env, err
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return nil, provider.StatusError(resp.StatusCode, resp.Header, method, d.message(resp.Body))
-	}
-	var env struct {
-		Code int             `json:"code"`
-		Data json.RawMessage `json:"data"`
+		return env, provider.StatusError(resp.StatusCode, resp.Header, method, d.message(resp.Body))
 	}
 	if err := provider.Decode(resp, &env); err != nil {
 		if method == http.MethodGet {
 			// A garbled answer to a read changed nothing: read again.
 			pe := provider.AsError(err)
 			pe.Kind = provider.Retryable
-			return nil, pe
+			return envelope{}, pe
 		}
-		return nil, err
+		return envelope{}, err
 	}
 	if env.Code >= 400 {
-		return nil, provider.StatusError(env.Code, resp.Header, method, d.message(resp.Body))
+		return envelope{}, provider.StatusError(env.Code, resp.Header, method, d.message(resp.Body))
 	}
-	return env.Data, nil
+	return env, nil
 }
 
 // message is the provider's own words from any of E2E's error shapes:

@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -68,7 +69,10 @@ type Driver struct {
 	header http.Header
 }
 
-var _ provider.Driver = (*Driver)(nil)
+var (
+	_ provider.Driver        = (*Driver)(nil)
+	_ provider.BatchStatuser = (*Driver)(nil)
+)
 
 // New builds a driver from the Secret key `token`.
 func New(cfg provider.Config) (provider.Driver, error) {
@@ -212,35 +216,164 @@ func (d *Driver) proven(ctx context.Context, req provider.Request) *provider.Act
 
 // Status reads the VM's state back; there is no action object to read.
 func (d *Driver) Status(ctx context.Context, sub provider.Submission) (provider.ActionStatus, error) {
-	if sub.Done != nil {
-		return *sub.Done, nil
-	}
-	if err := d.Validate(sub.Request); err != nil {
-		return provider.ActionStatus{}, err
-	}
-	if _, idempotent := targetState[sub.Action]; !idempotent {
-		return unverified(sub.Request), nil
+	if st, known, err := d.settled(sub); known {
+		return st, err
 	}
 	return d.readBack(ctx, sub.Request)
 }
 
+// settled is Status's answer where no read is needed: an action already
+// done, an invalid request, or one whose effect the state cannot show.
+// known is false when the VM's state must be read and judged.
+func (d *Driver) settled(sub provider.Submission) (st provider.ActionStatus, known bool, err error) {
+	if sub.Done != nil {
+		return *sub.Done, true, nil
+	}
+	if err := d.Validate(sub.Request); err != nil {
+		return provider.ActionStatus{}, true, err
+	}
+	if _, idempotent := targetState[sub.Action]; !idempotent {
+		return unverified(sub.Request), true, nil
+	}
+	return provider.ActionStatus{}, false, nil
+}
+
 func (d *Driver) readBack(ctx context.Context, req provider.Request) (provider.ActionStatus, error) {
-	want := targetState[req.Action]
 	state, err := d.state(ctx, req.NodeID)
 	if err != nil {
 		return provider.ActionStatus{}, err
 	}
+	return judge(req, state), nil
+}
+
+// judge tells what the VM's state says about an idempotent action: done
+// once the VM is in the action's target state, in progress until then.
+func judge(req provider.Request, state string) provider.ActionStatus {
+	want := targetState[req.Action]
 	if state == want {
 		return provider.ActionStatus{State: provider.StateSucceeded, Class: provider.Completed, CompletedAt: time.Now(),
-			Message: fmt.Sprintf("VM %s is %s after OpenScaler's %s call", req.NodeID, state, req.Action)}, nil
+			Message: fmt.Sprintf("VM %s is %s after OpenScaler's %s call", req.NodeID, state, req.Action)}
 	}
 	if req.Action == "shutdown" {
 		return provider.ActionStatus{State: provider.StateInProgress, Class: provider.InProgress,
 			Message: fmt.Sprintf("VM %s is %s, not shutoff yet. OpenScaler's shutdown waits for the guest and gives up (408 or 500, or past the operator's request timeout) "+
-				"while the guest may still shut down; the operator is watching the VM state until it is shutoff", req.NodeID, state)}, nil
+				"while the guest may still shut down; the operator is watching the VM state until it is shutoff", req.NodeID, state)}
 	}
 	return provider.ActionStatus{State: provider.StateInProgress, Class: provider.Verifying,
-		Message: fmt.Sprintf("OpenScaler answered the %s call but VM %s is %s, not %s yet", req.Action, req.NodeID, state, want)}, nil
+		Message: fmt.Sprintf("OpenScaler answered the %s call but VM %s is %s, not %s yet", req.Action, req.NodeID, state, want)}
+}
+
+// The VM list (GET /v1/vms, assumed as Probe assumes it; fakecloud gives it
+// DigitalOcean's list shape) is read this many VMs a page, the most it
+// serves, and at most this many pages a sweep (10,000 VMs: the list is the
+// account's VMs, not a history, so reading it whole is what a large fleet
+// costs, and still no more than reading each VM wanted alone).
+const (
+	listPageSize = 200
+	maxListPages = 50
+)
+
+// StatusBatch reads the states of many VMs from the VM list and judges each
+// submission as Status does. Nothing documents the list's order, so it reads
+// pages until every wanted VM is found or the list ends, and never more
+// pages than there are VMs to find (one read each would cost no more) or
+// maxListPages. A VM the walk did not see, or saw twice, is left to the
+// caller's own read.
+func (d *Driver) StatusBatch(ctx context.Context, subs []provider.Submission) ([]provider.ActionStatus, error) {
+	out := make([]provider.ActionStatus, len(subs))
+	want := map[string][]int{} // VM id → indexes in subs; several may name one VM
+	for i, s := range subs {
+		st, known, err := d.settled(s)
+		switch {
+		case err != nil:
+			// Left out: its own Status reports the error.
+		case known:
+			out[i] = st
+		default:
+			want[s.NodeID] = append(want[s.NodeID], i)
+		}
+	}
+	state := map[string]string{} // wanted VM id → its listed state
+	seen := map[string]int{}     // wanted VM id → how often listed
+	for page := 1; len(seen) < len(want) && page <= min(len(want), maxListPages); page++ {
+		vms, more, err := d.listVMs(ctx, page)
+		if err != nil {
+			return nil, err
+		}
+		for _, vm := range vms {
+			id := vm.id()
+			if _, ok := want[id]; ok {
+				state[id] = vm.State
+				seen[id]++
+			}
+		}
+		if !more {
+			break
+		}
+	}
+	for id, is := range want {
+		// Listed twice (the list shifted between pages, or VMs 23 and 023
+		// both listed as 23): which record is this VM's is not known.
+		if seen[id] != 1 || state[id] == "" {
+			continue
+		}
+		for _, i := range is {
+			out[i] = judge(subs[i].Request, state[id])
+		}
+	}
+	return out, nil
+}
+
+// listedVM is one VM of the list with the fields a sweep reads.
+type listedVM struct {
+	ID    json.RawMessage `json:"id"`
+	State string          `json:"state"`
+}
+
+// id is the VM's id as the driver names it: a string, or a number for a
+// numeric id (the seed's example is VM 23). Anything else matches nothing.
+func (v listedVM) id() string {
+	var s string
+	if json.Unmarshal(v.ID, &s) == nil {
+		return s
+	}
+	if n := string(v.ID); plainNumber.MatchString(n) {
+		return n
+	}
+	return ""
+}
+
+// plainNumber is a JSON integer as the list writes a numeric id. It has no
+// leading zeros: VM 023, listed as 23, never matches and is read alone.
+var plainNumber = regexp.MustCompile(`^(0|[1-9][0-9]*)$`)
+
+// listVMs reads one page of the VM list; more says whether a later page
+// holds more.
+func (d *Driver) listVMs(ctx context.Context, page int) (vms []listedVM, more bool, err error) {
+	q := url.Values{"page": {strconv.Itoa(page)}, "per_page": {strconv.Itoa(listPageSize)}}
+	resp, err := provider.Send(ctx, d.client, http.MethodGet, d.base+"/v1/vms?"+q.Encode(), d.header, nil)
+	if err != nil {
+		return nil, false, err
+	}
+	if !success(resp) {
+		return nil, false, statusError(resp, http.MethodGet)
+	}
+	var list struct {
+		VMs   []listedVM `json:"vms"`
+		Links struct {
+			Pages struct {
+				Next string `json:"next"`
+			} `json:"pages"`
+		} `json:"links"`
+		Meta struct {
+			Total int `json:"total"`
+		} `json:"meta"`
+	}
+	if err := provider.Decode(resp, &list); err != nil {
+		return nil, false, err
+	}
+	more = len(list.VMs) > 0 && (list.Links.Pages.Next != "" || list.Meta.Total > page*listPageSize)
+	return list.VMs, more, nil
 }
 
 func unverified(req provider.Request) provider.ActionStatus {
