@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -33,18 +34,16 @@ type fleetPoller struct {
 type fleetState struct {
 	mu      sync.Mutex
 	watched map[string]watchedAction // by sweepKey
-	results map[string]provider.ActionStatus
+	results map[string]sweptStatus
 	sweptAt time.Time
-	// sweepStart is when the last sweep took its list of actions to look for.
-	sweepStart time.Time
 	sweeping   chan struct{} // closed when the running sweep ends
 }
 
 type watchedAction struct {
 	sub   provider.Submission
 	asked time.Time
-	// since is when the action was first asked about.
-	since time.Time
+	// swept: a sweep has looked for it (whether or not it found it).
+	swept bool
 }
 
 // sweepKey names one submission among those a Provider's sweeps follow.
@@ -55,9 +54,14 @@ func sweepKey(sub provider.Submission) string {
 	return fmt.Sprintf("%s|%s|%s|%d", sub.ActionID, sub.NodeID, sub.Action, sub.StartedAt.Unix())
 }
 
+// errAwaitingSweep: the action was accepted after the last sweep set out;
+// the next one will show it. Nothing to report meanwhile.
+var errAwaitingSweep = errors.New("accepted; waiting for the next status sweep")
+
 // status answers one NodeAction's poll, through a shared sweep when the
 // driver supports one and several actions are in flight. watchAge is how
 // old a swept answer that asked to be watched may be (the poll interval).
+// It returns errAwaitingSweep for an action no sweep has looked for yet.
 func (f *fleetPoller) status(ctx context.Context, uid types.UID, d provider.Driver, sub provider.Submission, now time.Time, watchAge time.Duration) (provider.ActionStatus, error) {
 	batch, ok := d.(provider.BatchStatuser)
 	if !ok {
@@ -66,10 +70,7 @@ func (f *fleetPoller) status(ctx context.Context, uid types.UID, d provider.Driv
 	key := sweepKey(sub)
 	fs := f.state(uid)
 	fs.mu.Lock()
-	w, seen := fs.watched[key]
-	if !seen {
-		w.since = now
-	}
+	w := fs.watched[key]
 	w.sub, w.asked = sub, now
 	fs.watched[key] = w
 	for id, w := range fs.watched {
@@ -78,12 +79,11 @@ func (f *fleetPoller) status(ctx context.Context, uid types.UID, d provider.Driv
 			delete(fs.results, id)
 		}
 	}
-	if len(fs.watched) < 2 {
-		fs.mu.Unlock()
+	// alone reads the action on its own; a finished one leaves the poller,
+	// so that it no longer keeps sweeps going for the others.
+	alone := func() (provider.ActionStatus, error) {
 		st, err := d.Status(provider.LowPriority(ctx), sub)
 		if err == nil && st.State != provider.StateInProgress {
-			// Finished: no longer in flight, so the next lone action
-			// is read on its own too, not through sweeps.
 			fs.mu.Lock()
 			delete(fs.watched, key)
 			delete(fs.results, key)
@@ -91,30 +91,40 @@ func (f *fleetPoller) status(ctx context.Context, uid types.UID, d provider.Driv
 		}
 		return st, err
 	}
+	if len(fs.watched) < 2 {
+		fs.mu.Unlock()
+		return alone()
+	}
 	for {
-		st, found := fs.results[key]
+		r, found := fs.results[key]
+		st := r.status
 		age := now.Sub(fs.sweptAt)
 		if age < sweepInterval && (!found || !st.Watch || age < watchAge) {
 			started := sub.StartedAt
 			sweptAt := fs.sweptAt
-			// Not among the actions the last sweep looked for: it was first
-			// asked about after that sweep set out.
-			unswept := !fs.watched[key].since.Before(fs.sweepStart)
-			if found && st.State != provider.StateInProgress {
+			// Not among the actions a sweep looked for: first asked about
+			// after the last one set out.
+			unswept := !fs.watched[key].swept
+			// Judged from what this NodeAction had seen of the action
+			// before its last answer: judge again from what it has now.
+			stale := found && r.progress != sub.Progress
+			if found && !stale && st.State != provider.StateInProgress {
 				delete(fs.watched, key)
 				delete(fs.results, key)
 			}
 			fs.mu.Unlock()
 			switch {
-			case found:
+			case found && !stale:
+				if st.Progress != "" {
+					f.progressed(fs, key, st.Progress)
+				}
 				return st, nil
-			case started.After(sweptAt) || unswept:
-				// Accepted after the last sweep, or not looked for by it:
-				// the next one will see it.
-				return provider.ActionStatus{State: provider.StateInProgress, Message: "accepted; waiting for the next status sweep"}, nil
+			case !found && (started.After(sweptAt) || unswept):
+				return provider.ActionStatus{}, errAwaitingSweep
 			default:
-				// The list did not show it: ask about it alone.
-				return d.Status(provider.LowPriority(ctx), sub)
+				// The list did not show it (or showed it judged from an
+				// older view): ask about it alone.
+				return alone()
 			}
 		}
 		if fs.sweeping != nil {
@@ -135,29 +145,56 @@ func (f *fleetPoller) status(ctx context.Context, uid types.UID, d provider.Driv
 		for k, w := range fs.watched {
 			keys = append(keys, k)
 			subs = append(subs, w.sub)
+			w.swept = true
+			fs.watched[k] = w
 		}
 		done := make(chan struct{})
-		fs.sweeping, fs.sweepStart = done, now
+		fs.sweeping = done
 		fs.mu.Unlock()
 
-		results, err := batch.StatusBatch(ctx, subs)
+		// Polls yield the rate budget to submissions and lookups; a sweep
+		// is polls.
+		results, err := batch.StatusBatch(provider.LowPriority(ctx), subs)
 
 		fs.mu.Lock()
 		fs.sweeping = nil
 		close(done)
-		if err != nil {
+		if err != nil && provider.AsError(err).NotSent {
+			// The Provider's own budget said not now: so would it for a
+			// read alone.
 			fs.mu.Unlock()
 			return provider.ActionStatus{}, err
 		}
-		fs.results = make(map[string]provider.ActionStatus, len(keys))
+		// The answers are as old as the sweep's start: an action accepted
+		// while the lists were read may be missing from them. A failed
+		// sweep answers nothing, and is not tried again before the
+		// interval: meanwhile each action is read alone. An error about a
+		// list says nothing of any one action.
+		fs.results = make(map[string]sweptStatus, len(keys))
 		for i, k := range keys {
-			if i < len(results) && results[i].State != "" {
-				fs.results[k] = results[i]
+			if err == nil && i < len(results) && results[i].State != "" {
+				fs.results[k] = sweptStatus{status: results[i], progress: subs[i].Progress}
 			}
 		}
-		// The answers are as old as the sweep's start: an action accepted
-		// while the lists were read may be missing from them.
 		fs.sweptAt = now
+	}
+}
+
+// sweptStatus is one submission's answer in a sweep, and the Progress it
+// was judged with.
+type sweptStatus struct {
+	status   provider.ActionStatus
+	progress string
+}
+
+// progressed records the Progress a NodeAction is about to keep, so that
+// the next sweep judges its action from it.
+func (f *fleetPoller) progressed(fs *fleetState, key, progress string) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if w, ok := fs.watched[key]; ok {
+		w.sub.Progress = progress
+		fs.watched[key] = w
 	}
 }
 
@@ -190,7 +227,7 @@ func (f *fleetPoller) state(uid types.UID) *fleetState {
 	}
 	fs := f.providers[uid]
 	if fs == nil {
-		fs = &fleetState{watched: map[string]watchedAction{}, results: map[string]provider.ActionStatus{}}
+		fs = &fleetState{watched: map[string]watchedAction{}, results: map[string]sweptStatus{}}
 		f.providers[uid] = fs
 	}
 	return fs

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -212,7 +213,7 @@ func TestFleetPollerTellsApartSubmissionsWithoutActionIDs(t *testing.T) {
 	}
 	a1, b1, c1 := sub("a", now), sub("b", now), sub("c", now)
 	for _, s := range []provider.Submission{a1, b1, c1} {
-		if _, err := f.status(context.Background(), "p", d, s, now, time.Second); err != nil {
+		if _, err := f.status(context.Background(), "p", d, s, now, time.Second); err != nil && !errors.Is(err, errAwaitingSweep) {
 			t.Fatal(err)
 		}
 	}
@@ -230,10 +231,10 @@ func TestFleetPollerTellsApartSubmissionsWithoutActionIDs(t *testing.T) {
 	now = now.Add(time.Second)
 	a2 := sub("a", now)
 	st, err := f.status(context.Background(), "p", d, a2, now, time.Second)
-	if err != nil {
+	if err != nil && !errors.Is(err, errAwaitingSweep) {
 		t.Fatal(err)
 	}
-	if st.Message == fmt.Sprintf("a shutdown @%d", a1.StartedAt.Unix()) {
+	if err == nil && st.Message == fmt.Sprintf("a shutdown @%d", a1.StartedAt.Unix()) {
 		t.Fatalf("the retried action read the answer swept for the attempt before it: %q", st.Message)
 	}
 	if d.sweeps == 0 {
@@ -270,5 +271,104 @@ func TestFleetPollerSweepsWatchedActionsAtThePollInterval(t *testing.T) {
 	poll(x) // 1.5s after the sweep: older than the poll interval
 	if d.sweeps != 2 {
 		t.Fatalf("%d sweeps after a poll interval with watched answers, want 2 (sweepInterval is %s)", d.sweeps, sweepInterval)
+	}
+}
+
+// A sweep that fails (a list refused, a page gone) says nothing of any one
+// action: the NodeAction whose poll ran it reads its own action instead of
+// taking the error, and the sweep is not run again before sweepInterval.
+func TestFailedSweepNeverFailsAnAction(t *testing.T) {
+	d := &failingSweeps{batchDriver: &batchDriver{fakeDriver: &fakeDriver{}}}
+	d.status = func(provider.Submission) (provider.ActionStatus, error) {
+		return provider.ActionStatus{State: provider.StateInProgress, Message: "its own read"}, nil
+	}
+	var f fleetPoller
+	now := unitStart
+	f.clock = func() time.Time { return now }
+	x := provider.Submission{Request: provider.Request{NodeID: "x", Action: "reboot"}, ActionID: "1", StartedAt: now}
+	y := provider.Submission{Request: provider.Request{NodeID: "y", Action: "reboot"}, ActionID: "2", StartedAt: now}
+	if _, err := f.status(context.Background(), "p", d, x, now, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(time.Second)
+	for range 3 { // y's poll runs the sweep, then x's and y's read alone
+		for _, s := range []provider.Submission{y, x} {
+			st, err := f.status(context.Background(), "p", d, s, now, time.Second)
+			if err != nil {
+				t.Fatalf("action %s: %v (a failed sweep must not fail it)", s.ActionID, err)
+			}
+			if st.Message != "its own read" {
+				t.Fatalf("action %s: %+v, want its own read", s.ActionID, st)
+			}
+		}
+		now = now.Add(time.Second)
+	}
+	if d.sweeps != 1 {
+		t.Errorf("%d sweeps within sweepInterval after one failed, want 1", d.sweeps)
+	}
+}
+
+// failingSweeps is a batchDriver whose sweeps fail as a provider error about
+// the list (terminal, as a 404 or 400 would be).
+type failingSweeps struct{ *batchDriver }
+
+func (d *failingSweeps) StatusBatch(context.Context, []provider.Submission) ([]provider.ActionStatus, error) {
+	d.sweeps++
+	return nil, provider.NewTerminal(provider.NodeNotFound, "the list is gone")
+}
+
+// A swept answer is judged from the Progress the NodeAction held when it
+// last asked. Once an answer moves it on (E2E's "left:" after seeing the
+// node leave its steady state), later sweeps judge from the new Progress,
+// never from the old one: else an action seen running would end
+// "not seen leaving" (Unverified).
+func TestSweepsJudgeFromTheProgressTheActionHolds(t *testing.T) {
+	d := &batchDriver{fakeDriver: &fakeDriver{}}
+	leaving, windowPassed := false, false
+	d.status = func(s provider.Submission) (provider.ActionStatus, error) {
+		switch {
+		case s.ActionID == "3":
+			return provider.ActionStatus{State: provider.StateInProgress}, nil
+		case s.Progress == "left:Rebooting" && windowPassed:
+			return provider.ActionStatus{State: provider.StateSucceeded, Class: provider.Completed, Message: "went through Rebooting"}, nil
+		case windowPassed:
+			return provider.ActionStatus{State: provider.StateSucceeded, Class: provider.Unverified, Message: "not seen leaving"}, nil
+		case leaving:
+			return provider.ActionStatus{State: provider.StateInProgress, Progress: "left:Rebooting"}, nil
+		}
+		return provider.ActionStatus{State: provider.StateInProgress}, nil
+	}
+	var f fleetPoller
+	now := unitStart
+	f.clock = func() time.Time { return now }
+	a := provider.Submission{Request: provider.Request{NodeID: "a", Action: "reboot"}, ActionID: "1", StartedAt: now}
+	b := provider.Submission{Request: provider.Request{NodeID: "b", Action: "reboot"}, ActionID: "2", StartedAt: now}
+	c := provider.Submission{Request: provider.Request{NodeID: "c", Action: "reboot"}, ActionID: "3", StartedAt: now.Add(time.Hour)} // still in flight
+	poll := func(s *provider.Submission) provider.ActionStatus {
+		t.Helper()
+		st, err := f.status(context.Background(), "p", d, *s, now, time.Second)
+		if err != nil && !errors.Is(err, errAwaitingSweep) {
+			t.Fatal(err)
+		}
+		if st.Progress != "" {
+			s.Progress = st.Progress // kept in status, as the reconciler does
+		}
+		return st
+	}
+	poll(&a)
+	poll(&b)
+	poll(&c)
+	leaving = true
+	now = now.Add(6 * time.Second)
+	poll(&b) // sweeps a and b: both seen leaving
+	poll(&a)
+	if a.Progress != "left:Rebooting" {
+		t.Fatalf("a's progress %q, want left:Rebooting from the sweep", a.Progress)
+	}
+	windowPassed = true
+	now = now.Add(6 * time.Second)
+	poll(&b) // the next sweep, run by b's poll
+	if st := poll(&a); st.Class != provider.Completed {
+		t.Fatalf("a ended %s %q, judged from an older progress than it holds; want Completed", st.Class, st.Message)
 	}
 }

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -30,6 +31,10 @@ func (s *step) handleRunning(ctx context.Context, t target) (ctrl.Result, error)
 		sub.StartedAt = st.SubmittedAt.Time
 	}
 	as, err := s.r.fleet.status(ctx, t.provider.UID, t.driver, sub, s.now, s.pollBase(t))
+	if errors.Is(err, errAwaitingSweep) {
+		// Nothing new to say: look again in a poll interval.
+		return s.bound(ctrl.Result{RequeueAfter: s.schedulePollAt(t, s.pollBase(t))}), nil
+	}
 	if err != nil {
 		pe := provider.AsError(err)
 		if pe.Class == provider.AuthFailed {
@@ -52,14 +57,17 @@ func (s *step) handleRunning(ctx context.Context, t target) (ctrl.Result, error)
 	if progressed {
 		st.ProviderProgress = as.Progress
 	}
-	switch as.State {
-	case provider.StateSucceeded:
-		s.learnDuration(t, outcomeOf(as))
-		return s.providerDone(ctx, t, outcomeOf(as)), nil
-	case provider.StateFailed:
-		return s.failed(ctx, t, as), nil
+	if res, ended := s.ended(ctx, t, as); ended {
+		return res, nil
 	}
 	if s.escalationDue() {
+		// A swept answer may be seconds old: read the action itself
+		// before sending a hard power-off it may no longer need.
+		if fresh, err := t.driver.Status(provider.LowPriority(ctx), sub); err == nil {
+			if res, ended := s.ended(ctx, t, fresh); ended {
+				return res, nil
+			}
+		}
 		return s.escalate(ctx, t)
 	}
 	if as.Class == provider.Verifying && s.provesByNode(t) {
@@ -80,6 +88,18 @@ func (s *step) handleRunning(ctx context.Context, t target) (ctrl.Result, error)
 		return s.bound(ctrl.Result{RequeueAfter: s.schedulePollAt(t, s.pollBase(t))}), nil
 	}
 	return s.bound(ctrl.Result{RequeueAfter: s.schedulePoll(t)}), nil
+}
+
+// ended handles an answer that says the action is over.
+func (s *step) ended(ctx context.Context, t target, as provider.ActionStatus) (ctrl.Result, bool) {
+	switch as.State {
+	case provider.StateSucceeded:
+		s.learnDuration(t, outcomeOf(as))
+		return s.providerDone(ctx, t, outcomeOf(as)), true
+	case provider.StateFailed:
+		return s.failed(ctx, t, as), true
+	}
+	return ctrl.Result{}, false
 }
 
 // failed handles a provider-reported failure: retry within backoffLimit

@@ -54,7 +54,10 @@ func (d *Driver) StatusBatch(ctx context.Context, subs []provider.Submission) ([
 		return out, nil
 	}
 	matches := make([][]action, len(subs))
-	read, err := d.walkAccount(ctx, oldest, func(a action, at time.Time) {
+	// A sweep reads no more pages than the reads alone it replaces (two at
+	// least: an oldest-first list needs its first and its last page).
+	pages := min(batchPages, max(2, len(want)))
+	read, err := d.walkAccount(ctx, oldest, pages, func(a action, at time.Time) {
 		for _, i := range want[matchKey{a.ID, a.Type, at.Unix()}] {
 			if sameStart(at, starts[i]) {
 				matches[i] = append(matches[i], a)
@@ -104,7 +107,7 @@ const (
 )
 
 // walkAccount reads the account's action list, batchPerPage actions a page
-// and at most batchPages pages, passes visit every action whose started_at
+// and at most pageLimit pages, passes visit every action whose started_at
 // reads, and says what it read in full.
 //
 // Neither the seed nor anything else fixes the list's order, so the first
@@ -112,7 +115,7 @@ const (
 // in an earlier second than oldest. Oldest first: jump to the last page and
 // read backward the same way. Any other order, or a page that breaks the
 // one detected: only the whole list, within the bound, answers anything.
-func (d *Driver) walkAccount(ctx context.Context, oldest time.Time, visit func(a action, at time.Time)) (coverage, error) {
+func (d *Driver) walkAccount(ctx context.Context, oldest time.Time, pageLimit int, visit func(a action, at time.Time)) (coverage, error) {
 	// read reads a page, visits it and returns its starts in its order.
 	read := func(page int) (actionList, []time.Time, error) {
 		list, err := d.listPage(ctx, globalActionsPath, "", page, batchPerPage)
@@ -150,7 +153,7 @@ func (d *Driver) walkAccount(ctx context.Context, oldest time.Time, visit func(a
 		page = last
 	default:
 		order = listUnknown
-		if last > batchPages {
+		if last > pageLimit {
 			return coverage{}, nil // too long to read whole
 		}
 	}
@@ -158,9 +161,9 @@ func (d *Driver) walkAccount(ctx context.Context, oldest time.Time, visit func(a
 		switch {
 		case newest && floor.Unix() < oldest.Unix():
 			return coverage{after: floor}, nil // older pages hold no submission
-		case n > batchPages && newest:
+		case n > pageLimit && newest:
 			return coverage{after: floor}, nil
-		case n > batchPages:
+		case n > pageLimit:
 			return coverage{}, nil
 		}
 		list, times, err := read(page)

@@ -312,7 +312,13 @@ func (d *Driver) StatusBatch(ctx context.Context, subs []provider.Submission) ([
 			for _, i := range want[a.ID] {
 				st, err := d.statusOf(ctx, subs[i], a)
 				if err != nil {
-					return nil, err
+					if ctx.Err() != nil {
+						return nil, err
+					}
+					// A droplet read-back failed: left out, Status meets
+					// the error for this action alone rather than failing
+					// the sweep for every other.
+					continue
 				}
 				out[i] = st
 			}

@@ -563,7 +563,9 @@ func (d *Driver) StatusBatch(ctx context.Context, subs []provider.Submission) ([
 		}
 	}
 	cutoff := oldest.Add(-sweepSkew)
-	for page := 0; page < sweepPages && len(want) > 0; page++ {
+	// No more pages than the reads alone they replace.
+	pages := min(sweepPages, len(want))
+	for page := 0; page < pages && len(want) > 0; page++ {
 		var list struct {
 			Actions []action `json:"actions"`
 		}
