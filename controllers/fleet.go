@@ -32,11 +32,11 @@ type fleetPoller struct {
 }
 
 type fleetState struct {
-	mu      sync.Mutex
-	watched map[string]watchedAction // by sweepKey
-	results map[string]sweptStatus
-	sweptAt time.Time
-	sweeping   chan struct{} // closed when the running sweep ends
+	mu       sync.Mutex
+	watched  map[string]watchedAction // by sweepKey
+	results  map[string]sweptStatus
+	sweptAt  time.Time
+	sweeping chan struct{} // closed when the running sweep ends
 }
 
 type watchedAction struct {
