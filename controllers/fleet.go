@@ -188,13 +188,18 @@ type sweptStatus struct {
 }
 
 // progressed records the Progress a NodeAction is about to keep, so that
-// the next sweep judges its action from it.
+// the next sweep judges its action from it. The answer that gave it stands
+// for that Progress too: it comes from the very reading that moved it on.
 func (f *fleetPoller) progressed(fs *fleetState, key, progress string) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	if w, ok := fs.watched[key]; ok {
 		w.sub.Progress = progress
 		fs.watched[key] = w
+	}
+	if r, ok := fs.results[key]; ok {
+		r.progress = progress
+		fs.results[key] = r
 	}
 }
 
