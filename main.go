@@ -153,9 +153,14 @@ func main() {
 	if !nodes {
 		log.Info("the manager may not list, watch and patch Nodes: NodeActions with spec.node will wait (Stalled) until it may")
 	}
+	otherShards, err := controllers.NewOtherShardsCache(mgr, sh, cacheOpts.DefaultNamespaces)
+	if err != nil {
+		log.Error(err, "unable to set up the cache of other shards' NodeActions")
+		os.Exit(1)
+	}
 	if err := (&controllers.NodeActionReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Drivers: drivers, Recorder: mgr.GetEventRecorder("nodeaction-operator"),
-		Kube: kube, Nodes: nodes, Shard: &sh,
+		Kube: kube, Nodes: nodes, Shard: &sh, OtherShards: otherShards,
 	}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: concurrency}); err != nil {
 		log.Error(err, "unable to set up the NodeAction controller")
 		os.Exit(1)

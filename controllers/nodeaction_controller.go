@@ -69,6 +69,11 @@ type NodeActionReconciler struct {
 	// NodeAction is still this shard's before its call (docs/sharding.md).
 	// nil: this manager's cache holds every NodeAction it must compare with.
 	Shard *shard.Shard
+	// OtherShards, when set with Shard, holds the metadata of the
+	// NodeActions other shards own (NewOtherShardsCache): where it shows
+	// none in a namespace, the order on a node is read from this manager's
+	// cache alone, without a list from the API server for each submission.
+	OtherShards client.Reader
 
 	inflight inflightTracker
 	polls    sync.Map // types.NamespacedName → time.Time of the next poll

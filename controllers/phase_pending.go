@@ -303,6 +303,9 @@ func (s *step) blocker(ctx context.Context) (*v1alpha1.NodeAction, error) {
 	if earliest != nil || s.r.Shard == nil {
 		return earliest, nil
 	}
+	if alone, err := s.onlyShardInNamespace(ctx); err != nil || alone {
+		return nil, err
+	}
 	all := &v1alpha1.NodeActionList{}
 	if err := s.r.APIReader.List(ctx, all, client.InNamespace(s.na.Namespace),
 		client.MatchingFields{fieldNodeID: s.na.Spec.NodeID}); err != nil {
@@ -316,6 +319,23 @@ func (s *step) blocker(ctx context.Context) (*v1alpha1.NodeAction, error) {
 	}
 	all.Items = same
 	return s.earliestBefore(all), nil
+}
+
+// onlyShardInNamespace tells, from the metadata of other shards'
+// NodeActions, that none is in this NodeAction's namespace: the cache then
+// holds every NodeAction this one can wait for. (The API server's answer
+// to a field selector costs a scan of the namespace: with many NodeActions
+// it was what each submission cost most.)
+func (s *step) onlyShardInNamespace(ctx context.Context) (bool, error) {
+	if s.r.OtherShards == nil {
+		return false, nil
+	}
+	others := &metav1.PartialObjectMetadataList{}
+	others.SetGroupVersionKind(v1alpha1.GroupVersion.WithKind("NodeActionList"))
+	if err := s.r.OtherShards.List(ctx, others, client.InNamespace(s.na.Namespace), client.Limit(1)); err != nil {
+		return false, err
+	}
+	return len(others.Items) == 0, nil
 }
 
 // earliestBefore is the earliest unfinished NodeAction of list created before this one.

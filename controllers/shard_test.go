@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -349,4 +350,87 @@ func TestNodeOrderHoldsAcrossShards(t *testing.T) {
 			t.Errorf("unsharded reconciler over a shard's cache: %d submissions, want 1 (the test's cache does hide the other)", s)
 		}
 	}
+}
+
+// What other shards own in a namespace decides whether a submission asks
+// the API server for every shard's NodeActions on its VM (a field selector
+// the API server answers by scanning the namespace: with many NodeActions,
+// what each submission cost most). Where the metadata of other shards'
+// NodeActions shows none in the namespace, the manager's cache holds all
+// this one can wait for: no read. Where it shows some, the read is made
+// and the order on the node holds.
+func TestOtherShardsDecideTheAPIRead(t *testing.T) {
+	for _, othersThere := range []bool{false, true} {
+		later := labelled(unitAction("reboot"), "blue")
+		later.CreationTimestamp = metav1.NewTime(unitStart)
+		var objs []client.Object
+		var otherNames []string
+		if othersThere {
+			earlier := unitAction("reboot")
+			earlier.Name, earlier.UID = "earlier", "0f1e2d3c-0000-4000-8000-000000000002"
+			earlier.Namespace, earlier.Generation = "ns", 1
+			earlier.CreationTimestamp = metav1.NewTime(unitStart.Add(-time.Minute))
+			objs, otherNames = append(objs, earlier), []string{"earlier"}
+		}
+		// blue's cache sees blue's NodeActions only.
+		cacheOfBlue := &interceptor.Funcs{List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+			if err := c.List(ctx, list, opts...); err != nil {
+				return err
+			}
+			lo := (&client.ListOptions{}).ApplyOptions(opts)
+			if l, ok := list.(*v1alpha1.NodeActionList); ok && lo.FieldSelector != nil && strings.Contains(lo.FieldSelector.String(), indexProviderNode) {
+				kept := l.Items[:0]
+				for _, o := range l.Items {
+					if o.Labels[shard.Label] == "blue" {
+						kept = append(kept, o)
+					}
+				}
+				l.Items = kept
+			}
+			return nil
+		}}
+		u := newUnit(t, later, cacheOfBlue, objs...)
+		u.r.Shard = mustShard(t, "blue")
+		api := &countingReader{Reader: u.client}
+		u.r.APIReader = api
+		u.r.OtherShards = otherShardsMetadata(otherNames)
+		_, na := u.reconcile()
+		s, _, _ := u.driver.calls()
+		switch {
+		case othersThere && (api.lists != 1 || s != 0 || readyReason(na) != v1alpha1.ReasonNodeBusy):
+			t.Errorf("another shard's earlier NodeAction in the namespace: %d API lists, %d submissions, reason %s; want 1 list and a wait (NodeBusy)", api.lists, s, readyReason(na))
+		case !othersThere && (api.lists != 0 || s != 1):
+			t.Errorf("no other shard's NodeAction in the namespace: %d API lists, %d submissions; want no list and the submission", api.lists, s)
+		}
+	}
+}
+
+// countingReader counts the lists made through it.
+type countingReader struct {
+	client.Reader
+	lists int
+}
+
+func (r *countingReader) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	r.lists++
+	return r.Reader.List(ctx, list, opts...)
+}
+
+// otherShardsMetadata is the metadata cache of other shards' NodeActions,
+// holding the named ones in namespace "ns".
+type otherShardsMetadata []string
+
+func (o otherShardsMetadata) Get(context.Context, client.ObjectKey, client.Object, ...client.GetOption) error {
+	return errors.New("not used")
+}
+
+func (o otherShardsMetadata) List(_ context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	lo := (&client.ListOptions{}).ApplyOptions(opts)
+	l := list.(*metav1.PartialObjectMetadataList)
+	for _, name := range o {
+		if lo.Namespace == "" || lo.Namespace == "ns" {
+			l.Items = append(l.Items, metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name}})
+		}
+	}
+	return nil
 }

@@ -167,6 +167,11 @@ func startShardManager(t *testing.T, ns string, sh *shard.Shard) running {
 	}
 	nar := &NodeActionReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Drivers: drivers,
 		Recorder: mgr.GetEventRecorder("nodeaction-operator"), Kube: kubernetes.NewForConfigOrDie(restConfig), Nodes: true, Shard: sh}
+	if sh != nil {
+		if nar.OtherShards, err = NewOtherShardsCache(mgr, *sh, cacheOpts.DefaultNamespaces); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := nar.SetupWithManager(mgr, opts); err != nil {
 		t.Fatal(err)
 	}

@@ -83,6 +83,20 @@ func selectorFor(name string) labels.Selector {
 	return labels.NewSelector().Add(*req)
 }
 
+// Others selects the objects every other shard owns: Label!=NAME (which
+// includes unlabelled objects), or Label for the unsharded manager.
+func (s Shard) Others() labels.Selector {
+	op, values := selection.Exists, []string(nil)
+	if s.name != "" {
+		op, values = selection.NotEquals, []string{s.name}
+	}
+	req, err := labels.NewRequirement(Label, op, values)
+	if err != nil {
+		panic(err) // Label is a constant valid key and Parse checked the name
+	}
+	return labels.NewSelector().Add(*req)
+}
+
 // Owns reports whether an object with these labels is the shard's.
 func (s Shard) Owns(objLabels map[string]string) bool {
 	return s.Selector().Matches(labels.Set(objLabels))
