@@ -102,7 +102,11 @@ type ProviderSpec struct {
 	// pollInterval is the first interval between status polls of a running
 	// action; later polls back off towards 30s. Once actions of the same
 	// kind have succeeded, the first poll comes shortly before they
-	// usually end and the next ones every pollInterval. Defaults to 2s.
+	// usually end and the next ones every pollInterval. While two or more
+	// actions on the Provider run, their polls share one read of the
+	// provider's list (account actions, project actions, nodes or VMs),
+	// at most one every 5s, or every pollInterval while an action's state
+	// is brief. Defaults to 2s.
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m))+$"
 	// +optional
