@@ -316,24 +316,7 @@ func TestNodeOrderHoldsAcrossShards(t *testing.T) {
 	earlier.CreationTimestamp = metav1.NewTime(unitStart.Add(-time.Minute))
 	later := labelled(unitAction("reboot"), "blue")
 	later.CreationTimestamp = metav1.NewTime(unitStart)
-	// The blue shard's cache: the List the blocker makes through the cache
-	// index sees blue's NodeActions only.
-	cacheOfBlue := &interceptor.Funcs{List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
-		if err := c.List(ctx, list, opts...); err != nil {
-			return err
-		}
-		lo := (&client.ListOptions{}).ApplyOptions(opts)
-		if l, ok := list.(*v1alpha1.NodeActionList); ok && lo.FieldSelector != nil && strings.Contains(lo.FieldSelector.String(), indexProviderNode) {
-			kept := l.Items[:0]
-			for _, o := range l.Items {
-				if o.Labels[shard.Label] == "blue" {
-					kept = append(kept, o)
-				}
-			}
-			l.Items = kept
-		}
-		return nil
-	}}
+	cacheOfBlue := cacheOfShard("blue")
 	for _, sharded := range []bool{false, true} {
 		u := newUnit(t, later.DeepCopy(), cacheOfBlue, earlier.DeepCopy())
 		if sharded {
@@ -372,24 +355,7 @@ func TestOtherShardsDecideTheAPIRead(t *testing.T) {
 			earlier.CreationTimestamp = metav1.NewTime(unitStart.Add(-time.Minute))
 			objs, otherNames = append(objs, earlier), []string{"earlier"}
 		}
-		// blue's cache sees blue's NodeActions only.
-		cacheOfBlue := &interceptor.Funcs{List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
-			if err := c.List(ctx, list, opts...); err != nil {
-				return err
-			}
-			lo := (&client.ListOptions{}).ApplyOptions(opts)
-			if l, ok := list.(*v1alpha1.NodeActionList); ok && lo.FieldSelector != nil && strings.Contains(lo.FieldSelector.String(), indexProviderNode) {
-				kept := l.Items[:0]
-				for _, o := range l.Items {
-					if o.Labels[shard.Label] == "blue" {
-						kept = append(kept, o)
-					}
-				}
-				l.Items = kept
-			}
-			return nil
-		}}
-		u := newUnit(t, later, cacheOfBlue, objs...)
+		u := newUnit(t, later, cacheOfShard("blue"), objs...)
 		u.r.Shard = mustShard(t, "blue")
 		api := &countingReader{Reader: u.client}
 		u.r.APIReader = api
@@ -433,4 +399,26 @@ func (o otherShardsMetadata) List(_ context.Context, list client.ObjectList, opt
 		}
 	}
 	return nil
+}
+
+// cacheOfShard makes a unit test's client answer as a shard's cache: the
+// List the blocker makes through the cache index sees the shard's
+// NodeActions only (a read around the cache sees them all).
+func cacheOfShard(name string) *interceptor.Funcs {
+	return &interceptor.Funcs{List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+		if err := c.List(ctx, list, opts...); err != nil {
+			return err
+		}
+		lo := (&client.ListOptions{}).ApplyOptions(opts)
+		if l, ok := list.(*v1alpha1.NodeActionList); ok && lo.FieldSelector != nil && strings.Contains(lo.FieldSelector.String(), indexProviderNode) {
+			kept := l.Items[:0]
+			for _, o := range l.Items {
+				if o.Labels[shard.Label] == name {
+					kept = append(kept, o)
+				}
+			}
+			l.Items = kept
+		}
+		return nil
+	}}
 }

@@ -528,6 +528,17 @@ func nodeAction(ns, name, vm, action string) *v1alpha1.NodeAction {
 		Spec: v1alpha1.NodeActionSpec{ProviderRef: v1alpha1.ProviderReference{Name: "do"}, NodeID: vm, Action: action}}
 }
 
+// latest is the latest of the times.
+func latest(times map[string]time.Time) time.Time {
+	var last time.Time
+	for _, t := range times {
+		if t.After(last) {
+			last = t
+		}
+	}
+	return last
+}
+
 func percentile(ds []time.Duration, p float64) time.Duration {
 	if len(ds) == 0 {
 		return 0
@@ -780,13 +791,7 @@ func backlogRate(bin string, n int) float64 {
 	must(tr.waitDone(n, 10*time.Minute))
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
-	var first, last time.Time
-	for _, t := range tr.readyAt {
-		if t.After(last) {
-			last = t
-		}
-	}
-	first = tr.firstWrite
+	first, last := tr.firstWrite, latest(tr.readyAt)
 	rate := float64(n) / last.Sub(first).Seconds()
 	fmt.Printf("backlog: %d NodeActions Ready in %s after the first status write: %.0f/s\n", n, last.Sub(first).Round(time.Millisecond), rate)
 	return rate
@@ -885,12 +890,7 @@ func scaleRun(bin string, n int, baseRate float64) []row {
 	fmt.Printf("scale: created %d NodeActions in %s\n", n, d.Round(time.Second))
 	must(tr.waitDone(n, 60*time.Minute))
 	tr.mu.Lock()
-	var last time.Time
-	for _, at := range tr.doneAt {
-		if at.After(last) {
-			last = at
-		}
-	}
+	last := latest(tr.doneAt)
 	tr.mu.Unlock()
 	rate := float64(n) / last.Sub(created).Seconds()
 	fmt.Printf("scale: all %d finished %s after the first create: %.0f/s\n", n, last.Sub(created).Round(time.Second), rate)
@@ -1151,12 +1151,7 @@ func shardRun(bin string, n int) []row {
 		})
 		must(tr.waitDone(n, 10*time.Minute))
 		tr.mu.Lock()
-		var last time.Time
-		for _, t := range tr.readyAt {
-			if t.After(last) {
-				last = t
-			}
-		}
+		last := latest(tr.readyAt)
 		ready := len(tr.readyAt)
 		tr.mu.Unlock()
 		posts := 0
