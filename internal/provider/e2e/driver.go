@@ -565,9 +565,30 @@ func (d *Driver) Lookup(ctx context.Context, req provider.Request, w provider.Wi
 	found := provider.Found{Complete: true}
 	if towards(req, n) {
 		found.Candidates = []provider.Submission{{Request: req, StartedAt: w.From}}
+		return found, nil
+	}
+	if endOnly[req.Action] {
+		if wait := w.To.Add(endOnlyPatience).Sub(d.now()); wait > 0 {
+			// Accepted, it may still be running: the node shows it only
+			// once done, and E2E refuses a second one meanwhile (409).
+			return provider.Found{}, provider.NewRetryable(provider.Unavailable, fmt.Sprintf(
+				"node %s does not show %s yet, which it shows only once done; looking again until %s after the request could last land",
+				req.NodeID, req.Action, endOnlyPatience), min(wait, 5*time.Second))
+		}
 	}
 	return found, nil
 }
+
+// endOnly are the idempotent actions a node shows only once they are done
+// (no transitional status, as Stopping is power_off's): a node not showing
+// one may still be running it.
+var endOnly = map[string]bool{"rename": true, "lock_vm": true, "unlock_vm": true}
+
+// endOnlyPatience is how long after a lost request could last land a node
+// not showing an endOnly action counts as not having received it: E2E's
+// asynchronous workflow delay plus the action's run (seconds; the seed gives
+// no figure, so this is a guess with room).
+const endOnlyPatience = 20 * time.Second
 
 // url builds a request URL under /api/v1/nodes/ with the auth query and
 // any extra parameters. The result carries the API key: it must never be
