@@ -142,7 +142,6 @@ func newUnit(t *testing.T, na *v1alpha1.NodeAction, funcs *interceptor.Funcs, ot
 		Spec: v1alpha1.ProviderSpec{Type: v1alpha1.ProviderDigitalOcean, CredentialsSecretRef: v1alpha1.SecretReference{Name: "p-credentials"}}}
 	b := fake.NewClientBuilder().WithScheme(testScheme).WithObjects(append([]client.Object{p, na}, others...)...).
 		WithStatusSubresource(&v1alpha1.NodeAction{}).
-		WithIndex(&v1alpha1.NodeAction{}, indexProviderNode, func(o client.Object) []string { return []string{providerNodeKey(o.(*v1alpha1.NodeAction))} }).
 		WithIndex(&v1alpha1.NodeAction{}, indexNodeID, func(o client.Object) []string { return []string{o.(*v1alpha1.NodeAction).Spec.NodeID} })
 	count := interceptor.Funcs{SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
 		if funcs != nil && funcs.SubResourcePatch != nil {
@@ -160,7 +159,7 @@ func newUnit(t *testing.T, na *v1alpha1.NodeAction, funcs *interceptor.Funcs, ot
 		count.List = funcs.List
 	}
 	u.client = b.WithInterceptorFuncs(count).Build()
-	u.r = &NodeActionReconciler{Client: u.client, APIReader: u.client, Drivers: u.drivers, Recorder: u.events, Clock: u.clock}
+	u.r = &NodeActionReconciler{Client: u.client, APIReader: apiReader{u.client}, Drivers: u.drivers, Recorder: u.events, Clock: u.clock}
 	u.key = types.NamespacedName{Namespace: "ns", Name: na.Name}
 	return u
 }

@@ -296,7 +296,7 @@ func (s *step) settle() time.Duration {
 func (s *step) blocker(ctx context.Context) (*v1alpha1.NodeAction, error) {
 	list := &v1alpha1.NodeActionList{}
 	if err := s.r.Client.List(ctx, list, client.InNamespace(s.na.Namespace),
-		client.MatchingFields{indexProviderNode: providerNodeKey(s.na)}); err != nil {
+		client.MatchingFields{indexNodeID: s.na.Spec.NodeID}); err != nil {
 		return nil, err
 	}
 	earliest := s.earliestBefore(list)
@@ -311,13 +311,6 @@ func (s *step) blocker(ctx context.Context) (*v1alpha1.NodeAction, error) {
 		client.MatchingFields{fieldNodeID: s.na.Spec.NodeID}); err != nil {
 		return nil, err
 	}
-	same := all.Items[:0]
-	for _, o := range all.Items {
-		if o.Spec.ProviderRef.Name == s.na.Spec.ProviderRef.Name {
-			same = append(same, o)
-		}
-	}
-	all.Items = same
 	return s.earliestBefore(all), nil
 }
 
@@ -346,7 +339,8 @@ func (s *step) earliestBefore(list *v1alpha1.NodeActionList) *v1alpha1.NodeActio
 		if o.UID == s.na.UID || o.Status.Phase.Finished() || !o.DeletionTimestamp.IsZero() {
 			continue
 		}
-		if createdBefore(o, s.na) {
+		// The same VM id through another Provider may be another account's VM.
+		if o.Spec.ProviderRef.Name == s.na.Spec.ProviderRef.Name && createdBefore(o, s.na) {
 			earlier = append(earlier, o)
 		}
 	}

@@ -23,10 +23,12 @@ import (
 
 // Field indexes on NodeActions.
 const (
-	indexProvider     = "spec.providerRef.name"
-	indexProviderNode = "spec.providerRef.name+nodeID"
-	// indexNodeID finds the NodeActions of every namespace on one VM id,
-	// to tell which provider actions are already someone's.
+	indexProvider = "spec.providerRef.name"
+	// indexNodeID finds the NodeActions of every namespace on one VM id:
+	// those an action waits for, and which provider actions are already
+	// someone's. (One index for both: an index entry for a value each
+	// NodeAction holds alone costs a map per NodeAction, the largest part
+	// of the cache beside the objects.)
 	indexNodeID = "spec.nodeID"
 	// indexKubeNode finds the NodeActions caring for a Kubernetes Node.
 	indexKubeNode = "status.node.name"
@@ -36,10 +38,6 @@ const (
 // (the CRD's selectableFields), for the reads a sharded manager makes
 // around its cache.
 const fieldNodeID = "spec.nodeID"
-
-func providerNodeKey(na *v1alpha1.NodeAction) string {
-	return na.Spec.ProviderRef.Name + "/" + na.Spec.NodeID
-}
 
 // SetupWithManager registers the controller, its indexes and watches:
 //   - NodeActions themselves, on spec or annotation changes (status writes
@@ -51,11 +49,6 @@ func (r *NodeActionReconciler) SetupWithManager(mgr ctrl.Manager, opts controlle
 	idx := mgr.GetFieldIndexer()
 	if err := idx.IndexField(ctx, &v1alpha1.NodeAction{}, indexProvider, func(o client.Object) []string {
 		return []string{o.(*v1alpha1.NodeAction).Spec.ProviderRef.Name}
-	}); err != nil {
-		return err
-	}
-	if err := idx.IndexField(ctx, &v1alpha1.NodeAction{}, indexProviderNode, func(o client.Object) []string {
-		return []string{providerNodeKey(o.(*v1alpha1.NodeAction))}
 	}); err != nil {
 		return err
 	}
@@ -91,23 +84,28 @@ func (r *NodeActionReconciler) SetupWithManager(mgr ctrl.Manager, opts controlle
 		Complete(r)
 }
 
-// waitingOnProvider maps a Provider to its unfinished NodeActions.
+// waitingOnProvider maps a Provider to its unfinished NodeActions. The
+// list is only read (a Provider may have 100,000 finished NodeActions: no
+// copies of them).
 func (r *NodeActionReconciler) waitingOnProvider(ctx context.Context, o client.Object) []reconcile.Request {
 	list := &v1alpha1.NodeActionList{}
-	if err := r.Client.List(ctx, list, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexProvider: o.GetName()}); err != nil {
+	if err := r.Client.List(ctx, list, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexProvider: o.GetName()},
+		client.UnsafeDisableDeepCopy); err != nil {
 		return nil
 	}
-	return unfinished(list)
+	return unfinished(list, o.GetName())
 }
 
-// queuedOnNode maps a NodeAction to the unfinished ones on the same node.
+// queuedOnNode maps a NodeAction to the unfinished ones on the same
+// Provider and node.
 func (r *NodeActionReconciler) queuedOnNode(ctx context.Context, o client.Object) []reconcile.Request {
 	na := o.(*v1alpha1.NodeAction)
 	list := &v1alpha1.NodeActionList{}
-	if err := r.Client.List(ctx, list, client.InNamespace(na.Namespace), client.MatchingFields{indexProviderNode: providerNodeKey(na)}); err != nil {
+	if err := r.Client.List(ctx, list, client.InNamespace(na.Namespace), client.MatchingFields{indexNodeID: na.Spec.NodeID},
+		client.UnsafeDisableDeepCopy); err != nil {
 		return nil
 	}
-	return unfinished(list)
+	return unfinished(list, na.Spec.ProviderRef.Name)
 }
 
 // MayWatchNodes asks the API server whether the manager may list and watch
@@ -130,10 +128,10 @@ func MayWatchNodes(ctx context.Context, c client.Client) (bool, error) {
 // drain it or wait for it.
 func (r *NodeActionReconciler) caringForNode(ctx context.Context, o client.Object) []reconcile.Request {
 	list := &v1alpha1.NodeActionList{}
-	if err := r.Client.List(ctx, list, client.MatchingFields{indexKubeNode: o.GetName()}); err != nil {
+	if err := r.Client.List(ctx, list, client.MatchingFields{indexKubeNode: o.GetName()}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil
 	}
-	return unfinished(list)
+	return unfinished(list, "")
 }
 
 // nodeChanged passes the Node changes a NodeAction waits for: readiness,
@@ -152,11 +150,14 @@ func nodeChanged() predicate.Funcs {
 	}
 }
 
-func unfinished(list *v1alpha1.NodeActionList) []reconcile.Request {
+// unfinished names the NodeActions in list not finished, through the
+// Provider named (any Provider if "").
+func unfinished(list *v1alpha1.NodeActionList, providerName string) []reconcile.Request {
 	var out []reconcile.Request
 	for i := range list.Items {
-		if !list.Items[i].Status.Phase.Finished() {
-			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+		o := &list.Items[i]
+		if !o.Status.Phase.Finished() && (providerName == "" || o.Spec.ProviderRef.Name == providerName) {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(o)})
 		}
 	}
 	return out

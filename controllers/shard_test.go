@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -250,7 +251,7 @@ func TestRelabelWhileWaitingForTheSlot(t *testing.T) {
 				t.Fatal(err)
 			}
 			lateCache := fake.NewClientBuilder().WithScheme(testScheme).WithObjects(na.DeepCopy(), p).WithStatusSubresource(&v1alpha1.NodeAction{}).
-				WithIndex(&v1alpha1.NodeAction{}, indexProviderNode, func(o client.Object) []string { return []string{providerNodeKey(o.(*v1alpha1.NodeAction))} }).
+				WithIndex(&v1alpha1.NodeAction{}, indexNodeID, func(o client.Object) []string { return []string{o.(*v1alpha1.NodeAction).Spec.NodeID} }).
 				Build()
 
 			na.Labels = map[string]string{shard.Label: "blue"}
@@ -357,7 +358,7 @@ func TestOtherShardsDecideTheAPIRead(t *testing.T) {
 		}
 		u := newUnit(t, later, cacheOfShard("blue"), objs...)
 		u.r.Shard = mustShard(t, "blue")
-		api := &countingReader{Reader: u.client}
+		api := &countingReader{Reader: u.r.APIReader}
 		u.r.APIReader = api
 		u.r.OtherShards = otherShardsMetadata(otherNames)
 		_, na := u.reconcile()
@@ -370,6 +371,19 @@ func TestOtherShardsDecideTheAPIRead(t *testing.T) {
 		}
 	}
 }
+
+// apiReader is the unit's read around the cache: the same objects, its
+// lists marked so cacheOfShard leaves them whole.
+type apiReader struct{ client.Reader }
+
+func (r apiReader) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	return r.Reader.List(ctx, list, append(opts, aroundCache{})...)
+}
+
+// aroundCache marks a List made around the cache.
+type aroundCache struct{}
+
+func (aroundCache) ApplyToList(*client.ListOptions) {}
 
 // countingReader counts the lists made through it.
 type countingReader struct {
@@ -401,16 +415,15 @@ func (o otherShardsMetadata) List(_ context.Context, list client.ObjectList, opt
 	return nil
 }
 
-// cacheOfShard makes a unit test's client answer as a shard's cache: the
-// List the blocker makes through the cache index sees the shard's
-// NodeActions only (a read around the cache sees them all).
+// cacheOfShard makes a unit test's client answer as a shard's cache: a
+// List of NodeActions through it sees the shard's NodeActions only (a read
+// around the cache, through the unit's APIReader, sees them all).
 func cacheOfShard(name string) *interceptor.Funcs {
 	return &interceptor.Funcs{List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
 		if err := c.List(ctx, list, opts...); err != nil {
 			return err
 		}
-		lo := (&client.ListOptions{}).ApplyOptions(opts)
-		if l, ok := list.(*v1alpha1.NodeActionList); ok && lo.FieldSelector != nil && strings.Contains(lo.FieldSelector.String(), indexProviderNode) {
+		if l, ok := list.(*v1alpha1.NodeActionList); ok && !slices.Contains(opts, client.ListOption(aroundCache{})) {
 			kept := l.Items[:0]
 			for _, o := range l.Items {
 				if o.Labels[shard.Label] == name {
