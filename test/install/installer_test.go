@@ -142,7 +142,8 @@ func TestInstallYAMLApplies(t *testing.T) {
 }
 
 // The manager Deployment: leader election, secure metrics on 8443, probes
-// on 8081, JSON logs, resources, and the restricted security context; the
+// on 8081, JSON logs, resources with GOMEMLIMIT from the memory limit, and
+// the restricted security context; the
 // metrics Service reaches it.
 func TestManagerDeploymentShape(t *testing.T) {
 	dep := &appsv1.Deployment{}
@@ -169,6 +170,11 @@ func TestManagerDeploymentShape(t *testing.T) {
 		if probe == nil || probe.HTTPGet == nil || probe.HTTPGet.Path != path || probe.HTTPGet.Port.IntValue() != 8081 {
 			t.Errorf("want an HTTP probe of %s on 8081, got %+v", path, probe)
 		}
+	}
+	// The Go runtime's soft memory limit is the container's.
+	if i := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "GOMEMLIMIT" }); i < 0 ||
+		c.Env[i].ValueFrom == nil || c.Env[i].ValueFrom.ResourceFieldRef == nil || c.Env[i].ValueFrom.ResourceFieldRef.Resource != "limits.memory" {
+		t.Errorf("env %+v: want GOMEMLIMIT from the container's limits.memory", c.Env)
 	}
 	for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
 		if _, ok := c.Resources.Requests[r]; !ok {
