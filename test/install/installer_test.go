@@ -143,8 +143,7 @@ func TestInstallYAMLApplies(t *testing.T) {
 
 // The manager Deployment: leader election, secure metrics on 8443, probes
 // on 8081, JSON logs, resources with GOMEMLIMIT from the memory limit, and
-// the restricted security context; the
-// metrics Service reaches it.
+// the restricted security context; the metrics Service reaches it.
 func TestManagerDeploymentShape(t *testing.T) {
 	dep := &appsv1.Deployment{}
 	fromUnstructured(t, installObject(t, "Deployment", deploymentName), dep)
