@@ -451,6 +451,32 @@ func TestNodeBusyCheckFailsClosed(t *testing.T) {
 	}
 }
 
+// An earlier unfinished NodeAction on the same VM id blocks a submission
+// only through the same Provider: the same id through another Provider may
+// be another account's VM.
+func TestNodeBusyOnlyThroughTheSameProvider(t *testing.T) {
+	for _, sameProvider := range []bool{true, false} {
+		earlier := unitAction("reboot")
+		earlier.Name, earlier.UID = "earlier", "0f1e2d3c-0000-4000-8000-000000000002"
+		earlier.Namespace, earlier.Generation = "ns", 1
+		earlier.CreationTimestamp = metav1.NewTime(unitStart.Add(-time.Minute))
+		if !sameProvider {
+			earlier.Spec.ProviderRef.Name = "other-account"
+		}
+		later := unitAction("reboot")
+		later.CreationTimestamp = metav1.NewTime(unitStart)
+		u := newUnit(t, later, nil, earlier)
+		_, na := u.reconcile()
+		s, _, _ := u.driver.calls()
+		switch {
+		case sameProvider && (s != 0 || readyReason(na) != v1alpha1.ReasonNodeBusy):
+			t.Errorf("same Provider: %d submissions, reason %s; want it to wait (NodeBusy) for the earlier NodeAction", s, readyReason(na))
+		case !sameProvider && s != 1:
+			t.Errorf("another Provider with the same VM id: %d submissions, reason %s (%q); want the submission", s, readyReason(na), na.Status.Message)
+		}
+	}
+}
+
 // Each reason a Provider cannot be used has its own condition reason; what
 // only a changed Provider or Secret can fix stalls, and the run resumes
 // when it is fixed.
