@@ -256,5 +256,5 @@ func (c *Cloud) osPostAction(id string, body []byte, d *draw) reply {
 func (c *Cloud) osSupersedeLocked(vm *VM, by string) {
 	a := vm.pending
 	a.State, a.Message, a.CompletedAt = ActionErrored, "superseded by "+by, c.now().UTC()
-	vm.pending = nil
+	c.setPendingLocked(vm, nil)
 }

@@ -509,7 +509,7 @@ func (c *Cloud) senlinCancelLocked(id string, body []byte, v senlinVersion) repl
 	}
 	a.State, a.Message, a.CompletedAt = ActionErrored, senlinReasonCancelled, c.now().UTC()
 	if vm := c.vms[a.VMID]; vm != nil && vm.pending == a {
-		vm.pending = nil
+		c.setPendingLocked(vm, nil)
 	}
 	return jsonReply(http.StatusAccepted, nil)
 }
