@@ -210,11 +210,12 @@ func main() {
 	}
 	if want("set") {
 		rows = append(rows, setRun(*manager, *setSize, *setMaxUnavailable, *setDuration, *budget)...)
-	} // Optional, and last: its 100,000 NodeActions stay in the API server.
-	if runs["scale100k"] { // optional: not part of a plain make bench
+	}
+	// Optional, not part of a plain make bench, and last: its 100,000
+	// NodeActions stay in the API server.
+	if runs["scale100k"] {
 		rows = append(rows, scaleRun(*manager, 100_000, baseRate, ceilings)...)
 	}
-
 	table := render(rows)
 	fmt.Println()
 	fmt.Print(table)
@@ -398,23 +399,7 @@ func apiserverCount(name string, labels ...string) float64 {
 	resp, err := apiserverHTTP.Get(strings.TrimSuffix(apiserverURL, "/") + "/metrics")
 	must(err)
 	defer resp.Body.Close()
-	sum := 0.0
-	s := bufio.NewScanner(resp.Body)
-	s.Buffer(make([]byte, 1<<20), 1<<20)
-	for s.Scan() {
-		line := s.Text()
-		if !strings.HasPrefix(line, name+"{") {
-			continue
-		}
-		ok := true
-		for _, l := range labels {
-			ok = ok && strings.Contains(line, l)
-		}
-		if f := strings.Fields(line); ok {
-			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-			sum += v
-		}
-	}
+	sum, _ := sumMetric(resp.Body, name, labels...)
 	return sum
 }
 
@@ -422,25 +407,15 @@ func apiserverCount(name string, labels ...string) float64 {
 // BENCH_PPROF) the manager, taken at once for d, to dir: where the time
 // of the run goes. Start it while the run is under way.
 func cpuProfiles(dir, managerPprof string, d time.Duration) {
-	get := func(c *http.Client, url, path string) {
-		resp, err := c.Get(url)
-		if err != nil {
-			fmt.Println("cpu profile:", err)
-			return
-		}
-		defer resp.Body.Close()
-		f, err := os.Create(filepath.Join(dir, path))
-		must(err)
-		defer f.Close()
-		_, err = io.Copy(f, resp.Body)
-		must(err)
-		fmt.Println("cpu profile:", filepath.Join(dir, path))
-	}
 	q := fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(d.Seconds()))
 	var wg sync.WaitGroup
-	wg.Go(func() { get(apiserverHTTP, strings.TrimSuffix(apiserverURL, "/")+q, "cpu-apiserver.pb.gz") })
+	wg.Go(func() {
+		saveProfile(apiserverHTTP, strings.TrimSuffix(apiserverURL, "/")+q, filepath.Join(dir, "cpu-apiserver.pb.gz"))
+	})
 	if managerPprof != "" {
-		wg.Go(func() { get(http.DefaultClient, "http://"+managerPprof+q, "cpu-manager.pb.gz") })
+		wg.Go(func() {
+			saveProfile(http.DefaultClient, "http://"+managerPprof+q, filepath.Join(dir, "cpu-manager.pb.gz"))
+		})
 	}
 	wg.Wait()
 }
@@ -448,9 +423,14 @@ func cpuProfiles(dir, managerPprof string, d time.Duration) {
 // saveHeapProfile writes the manager's heap profile (after a GC) for
 // go tool pprof.
 func saveHeapProfile(addr, path string) {
-	resp, err := http.Get("http://" + addr + "/debug/pprof/heap?gc=1")
+	saveProfile(http.DefaultClient, "http://"+addr+"/debug/pprof/heap?gc=1", path)
+}
+
+// saveProfile writes what a pprof endpoint answers to path.
+func saveProfile(c *http.Client, url, path string) {
+	resp, err := c.Get(url)
 	if err != nil {
-		fmt.Println("heap profile:", err)
+		fmt.Println("profile:", err)
 		return
 	}
 	defer resp.Body.Close()
@@ -459,7 +439,7 @@ func saveHeapProfile(addr, path string) {
 	defer f.Close()
 	_, err = io.Copy(f, resp.Body)
 	must(err)
-	fmt.Println("heap profile:", path)
+	fmt.Println("profile:", path)
 }
 
 // metric reads one sample from the manager's /metrics (sum over series
@@ -470,8 +450,14 @@ func (p *process) metric(name string, labels ...string) (float64, bool) {
 		return 0, false
 	}
 	defer resp.Body.Close()
+	return sumMetric(resp.Body, name, labels...)
+}
+
+// sumMetric sums, in a Prometheus text exposition, the samples of metric
+// name in the series matching all label fragments.
+func sumMetric(r io.Reader, name string, labels ...string) (float64, bool) {
 	sum, found := 0.0, false
-	s := bufio.NewScanner(resp.Body)
+	s := bufio.NewScanner(r)
 	s.Buffer(make([]byte, 1<<20), 1<<20)
 	for s.Scan() {
 		line := s.Text()
