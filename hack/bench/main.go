@@ -11,6 +11,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -60,7 +61,9 @@ var (
 	// profile, BENCH_CPUPROFILE).
 	apiserverHTTP *http.Client
 	apiserverURL  string
-	cloud         *fakecloud.Cloud
+	// etcdURL serves etcd's metrics (its CPU time).
+	etcdURL string
+	cloud   *fakecloud.Cloud
 	cloudURL,
 	kubeconfig string
 	workers int
@@ -155,6 +158,7 @@ func main() {
 	apiserverHTTP, err = rest.HTTPClientFor(cfg)
 	must(err)
 	apiserverURL = cfg.Host
+	etcdURL = env.ControlPlane.Etcd.URL.String()
 	admin, err := env.AddUser(envtest.User{Name: "bench-admin", Groups: []string{"system:masters"}}, nil)
 	must(err)
 	kc, err := admin.KubeConfig()
@@ -403,18 +407,65 @@ func apiserverCount(name string, labels ...string) float64 {
 	return sum
 }
 
+// cpuTime is the CPU time each process of a run has used so far: where
+// an action's cost goes, and which share grows with the object count.
+type cpuTime struct{ apiserver, etcd, manager, bench float64 }
+
+func cpuNow(mgr *process) cpuTime {
+	var t cpuTime
+	t.apiserver = apiserverCount("process_cpu_seconds_total")
+	if resp, err := http.Get(strings.TrimSuffix(etcdURL, "/") + "/metrics"); err == nil {
+		t.etcd, _ = sumMetric(resp.Body, "process_cpu_seconds_total")
+		resp.Body.Close()
+	}
+	t.manager, _ = mgr.metric("process_cpu_seconds_total")
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		t.bench = time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+	}
+	return t
+}
+
+// perAction is the CPU time each process spent per action since t0.
+func (t cpuTime) perAction(t0 cpuTime, n int) string {
+	ms := func(a, b float64) float64 { return (a - b) * 1000 / float64(n) }
+	return fmt.Sprintf("CPU per action: apiserver %.2f ms, etcd %.2f ms, manager %.2f ms, bench (fakecloud, tracker, clients) %.2f ms",
+		ms(t.apiserver, t0.apiserver), ms(t.etcd, t0.etcd), ms(t.manager, t0.manager), ms(t.bench, t0.bench))
+}
+
+// pprofFlag serves the manager's pprof on BENCH_PPROF's address, when set
+// and on: one manager at a time can have it.
+func pprofFlag(on bool) []string {
+	if a := os.Getenv("BENCH_PPROF"); a != "" && on {
+		return []string{"--pprof-bind-address=" + a}
+	}
+	return nil
+}
+
+// cpuProfileDir is where CPU profiles go (BENCH_CPUPROFILE), or "" for none.
+func cpuProfileDir() string { return os.Getenv("BENCH_CPUPROFILE") }
+
+// listening tells whether something accepts connections on addr.
+func listening(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+	if err == nil {
+		c.Close()
+	}
+	return err == nil
+}
+
 // cpuProfiles writes CPU profiles of the kube-apiserver and (with
 // BENCH_PPROF) the manager, taken at once for d, to dir: where the time
 // of the run goes. Start it while the run is under way.
-func cpuProfiles(dir, managerPprof string, d time.Duration) {
+func cpuProfiles(dir, prefix, managerPprof string, d time.Duration) {
 	q := fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(d.Seconds()))
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		saveProfile(apiserverHTTP, strings.TrimSuffix(apiserverURL, "/")+q, filepath.Join(dir, "cpu-apiserver.pb.gz"))
+		saveProfile(apiserverHTTP, strings.TrimSuffix(apiserverURL, "/")+q, filepath.Join(dir, prefix+"cpu-apiserver.pb.gz"))
 	})
 	if managerPprof != "" {
 		wg.Go(func() {
-			saveProfile(http.DefaultClient, "http://"+managerPprof+q, filepath.Join(dir, "cpu-manager.pb.gz"))
+			saveProfile(http.DefaultClient, "http://"+managerPprof+q, filepath.Join(dir, prefix+"cpu-manager.pb.gz"))
 		})
 	}
 	wg.Wait()
@@ -578,6 +629,13 @@ func (t *tracker) observe(typ watch.EventType, na *v1alpha1.NodeAction) {
 func (t *tracker) close() {
 	close(t.stop)
 	t.w.Stop()
+}
+
+// finished tells whether n NodeActions have finished.
+func (t *tracker) finished(n int) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.done) >= n
 }
 
 func (t *tracker) waitDone(n int, timeout time.Duration) error {
@@ -804,27 +862,24 @@ func throughput(bin string, n int, ceilings ceilingRates) ([]row, float64) {
 	for i := 0; i < n; i++ {
 		cloud.AddVM(fakecloud.VM{ID: strconv.Itoa(100000 + i)})
 	}
-	args := []string{"--watch-namespace=" + ns}
-	// BENCH_CPUPROFILE: profiles of this run (the backlog run below then
-	// leaves BENCH_PPROF's address alone).
-	pprofAddr := os.Getenv("BENCH_PPROF")
-	if pprofAddr != "" && os.Getenv("BENCH_CPUPROFILE") != "" {
-		args = append(args, "--pprof-bind-address="+pprofAddr)
-	}
-	mgr := startManager(bin, args...)
+	// BENCH_CPUPROFILE: profiles of this run (the backlog run below, while
+	// this manager still runs, then leaves BENCH_PPROF's address alone).
+	mgr := startManager(bin, append(pprofFlag(cpuProfileDir() != ""), "--watch-namespace="+ns)...)
 	defer mgr.stop()
 	time.Sleep(2 * time.Second) // manager up, caches synced
 	tr := track(ns)
 	defer tr.close()
 	before := len(cloud.Log())
 	start := time.Now()
-	if dir := os.Getenv("BENCH_CPUPROFILE"); dir != "" {
-		go cpuProfiles(dir, pprofAddr, 5*time.Second)
+	if dir := cpuProfileDir(); dir != "" {
+		go cpuProfiles(dir, "", os.Getenv("BENCH_PPROF"), 5*time.Second)
 	}
+	cpu0 := cpuNow(mgr)
 	parallel(n, func(i int) {
 		createWithRetry(nodeAction(ns, fmt.Sprintf("na-%d", i), strconv.Itoa(100000+i), "reboot"))
 	})
 	must(tr.waitDone(n, 10*time.Minute))
+	fmt.Println("throughput:", cpuNow(mgr).perAction(cpu0, n))
 	if os.Getenv("BENCH_DEBUG") != "" {
 		resp, err := http.Get("http://" + mgr.metricsAddr + "/metrics")
 		if err == nil {
@@ -917,11 +972,7 @@ func backlogRate(bin string, n int) float64 {
 	})
 	tr := track(ns)
 	defer tr.close()
-	args := []string{"--watch-namespace=" + ns}
-	if a := os.Getenv("BENCH_PPROF"); a != "" && os.Getenv("BENCH_CPUPROFILE") == "" {
-		args = append(args, "--pprof-bind-address="+a)
-	}
-	mgr := startManager(bin, args...)
+	mgr := startManager(bin, append(pprofFlag(cpuProfileDir() == ""), "--watch-namespace="+ns)...)
 	defer mgr.stop()
 	must(tr.waitDone(n, 10*time.Minute))
 	tr.mu.Lock()
@@ -1015,21 +1066,47 @@ func scaleRun(bin string, n int, baseRate float64, ceilings ceilingRates) []row 
 	for i := 0; i < n; i++ {
 		cloud.AddVM(fakecloud.VM{ID: strconv.Itoa(300000 + i)})
 	}
-	mgr := startManager(bin, "--watch-namespace="+ns)
+	mgr := startManager(bin, append(pprofFlag(cpuProfileDir() != ""), "--watch-namespace="+ns)...)
 	tr := track(ns)
 	time.Sleep(2 * time.Second)
 	created := time.Now()
+	tenths := make(chan struct{})
+	go func() { // the rate and CPU of each tenth of the run: what grows with the count
+		defer close(tenths)
+		last, lastAt := cpuNow(mgr), time.Now()
+		for k := 1; k <= 10; k++ {
+			for !tr.finished(k * n / 10) {
+				time.Sleep(100 * time.Millisecond)
+			}
+			now, at := cpuNow(mgr), time.Now()
+			fmt.Printf("scale: tenth %d (to %d finished): %.0f/s, %s\n", k, k*n/10, float64(n/10)/at.Sub(lastAt).Seconds(), now.perAction(last, n/10))
+			if dir := cpuProfileDir(); dir != "" && k == 9 {
+				go cpuProfiles(dir, fmt.Sprintf("scale-%d-", n), os.Getenv("BENCH_PPROF"), 5*time.Second)
+			}
+			last, lastAt = now, at
+		}
+	}()
 	d := parallel(n, func(i int) {
 		createWithRetry(nodeAction(ns, fmt.Sprintf("s-%d", i), strconv.Itoa(300000+i), "reboot"))
 	})
 	fmt.Printf("scale: created %d NodeActions in %s\n", n, d.Round(time.Second))
 	must(tr.waitDone(n, 60*time.Minute))
+	<-tenths
 	tr.mu.Lock()
 	last := latest(tr.doneAt)
 	tr.mu.Unlock()
 	rate := float64(n) / last.Sub(created).Seconds()
 	fmt.Printf("scale: all %d finished %s after the first create: %.0f/s\n", n, last.Sub(created).Round(time.Second), rate)
 	tr.close()
+	one := &v1alpha1.NodeAction{}
+	must(kube.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "s-0"}, one))
+	whole, _ := json.Marshal(one)
+	one.ManagedFields = nil
+	bare, _ := json.Marshal(one)
+	fmt.Printf("scale: a finished NodeAction is %d bytes of JSON (%d without managedFields)\n", len(whole), len(bare))
+	if os.Getenv("BENCH_DEBUG") != "" {
+		fmt.Println(string(whole))
+	}
 	time.Sleep(3 * time.Second)
 	rss := mgr.rssMiB()
 	fmt.Printf("scale: all %d finished; manager RSS %.0f MiB, %s\n", n, rss, mgr.heap())
@@ -1039,11 +1116,15 @@ func scaleRun(bin string, n int, baseRate float64, ceilings ceilingRates) []row 
 	lists := apiserverCount("apiserver_request_total", `resource="nodeactions"`, `verb="LIST"`)
 	before := len(cloud.Log())
 	start := time.Now()
-	var pprofArgs []string
-	if a := os.Getenv("BENCH_PPROF"); a != "" {
-		pprofArgs = append(pprofArgs, "--pprof-bind-address="+a)
+	mgr = startManager(bin, append(pprofFlag(true), "--watch-namespace="+ns)...)
+	if dir, a := cpuProfileDir(), os.Getenv("BENCH_PPROF"); dir != "" && a != "" {
+		go func() { // the restart's first 10 s: the initial sync and its reconciles
+			for i := 0; i < 50 && !listening(a); i++ {
+				time.Sleep(20 * time.Millisecond)
+			}
+			saveProfile(http.DefaultClient, "http://"+a+"/debug/pprof/profile?seconds=10", filepath.Join(dir, fmt.Sprintf("scale-%d-restart-cpu-manager.pb.gz", n)))
+		}()
 	}
-	mgr = startManager(bin, append(pprofArgs, "--watch-namespace="+ns)...)
 	defer mgr.stop()
 	var resync time.Duration
 	for time.Since(start) < 10*time.Minute {
