@@ -3,7 +3,9 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -228,6 +230,18 @@ func TestOversizedErrorAnswerIsCut(t *testing.T) {
 // nothing else.
 func TestCredentialsRotatedWhileFollowing(t *testing.T) {
 	t.Parallel()
+	rotateWhileFollowing(t, 1)
+}
+
+// The same with several actions in flight on one Provider, followed through
+// the shared sweeps of its list (issue 16): the refused sweep must not fail
+// or forget any of them, nor send any action again.
+func TestCredentialsRotatedMidSweep(t *testing.T) {
+	t.Parallel()
+	rotateWhileFollowing(t, 4)
+}
+
+func rotateWhileFollowing(t *testing.T, n int) {
 	actions := map[v1alpha1.ProviderType]string{
 		v1alpha1.ProviderDigitalOcean: "reboot", v1alpha1.ProviderSenlin: "reboot", v1alpha1.ProviderCloudsFor: "reboot",
 		v1alpha1.ProviderE2E: "power_off", v1alpha1.ProviderOpenScaler: "shutdown",
@@ -245,23 +259,37 @@ func TestCredentialsRotatedWhileFollowing(t *testing.T) {
 			pointAt(p, typ, srv.URL)
 			create(t, s)
 			create(t, p)
-			id := matrixIDs[typ](700)
-			// Long enough to rotate the credentials while it runs; OpenScaler's
-			// shutdown outlasts its own 5 s wait for the guest.
-			own.AddVM(fakecloud.VM{ID: id, ActionDuration: 8 * time.Second})
-			na := nodeAction(ns, "rotated", "p", id, action)
-			na.Spec.ActiveDeadlineSeconds = ptr.To(int64(120))
-			create(t, na)
-			waitFor(t, na, 30*time.Second, "the action to run", func(n *v1alpha1.NodeAction) bool { return n.Status.Phase == v1alpha1.PhaseRunning })
+			var nas []*v1alpha1.NodeAction
+			for i := range n {
+				id := matrixIDs[typ](700 + i)
+				// Long enough to rotate the credentials while it runs; OpenScaler's
+				// shutdown outlasts its own 5 s wait for the guest.
+				own.AddVM(fakecloud.VM{ID: id, ActionDuration: 8 * time.Second})
+				na := nodeAction(ns, fmt.Sprintf("rotated-%d", i), "p", id, action)
+				na.Spec.ActiveDeadlineSeconds = ptr.To(int64(120))
+				create(t, na)
+				nas = append(nas, na)
+			}
+			for _, na := range nas {
+				waitFor(t, na, 30*time.Second, "the action to run", func(n *v1alpha1.NodeAction) bool { return n.Status.Phase == v1alpha1.PhaseRunning })
+			}
+			if n > 1 && !waitUntil(10*time.Second, func() bool { return listReads(own, http.StatusOK) > 0 }) {
+				t.Fatalf("%d actions in flight: no shared read of the account's list before the rotation", n)
+			}
 
 			old := fakecloud.DefaultCredentials()
 			rotated := rotate(old)
 			own.SetCredentials(rotated)
-			waitFor(t, na, 30*time.Second, "a wait that names the refused credentials", func(n *v1alpha1.NodeAction) bool {
-				return n.Status.Phase == v1alpha1.PhaseRunning && readyReason(n) == v1alpha1.ReasonCredentialsRejected
-			})
-			if st := condition(na.Status.Conditions, v1alpha1.ConditionStalled); st == nil || !strings.Contains(st.Message, s.Name) {
-				t.Errorf("Stalled condition %+v should say the credentials in Secret %s were refused", st, s.Name)
+			for _, na := range nas {
+				waitFor(t, na, 30*time.Second, "a wait that names the refused credentials", func(n *v1alpha1.NodeAction) bool {
+					return n.Status.Phase == v1alpha1.PhaseRunning && readyReason(n) == v1alpha1.ReasonCredentialsRejected
+				})
+				if st := condition(na.Status.Conditions, v1alpha1.ConditionStalled); st == nil || !strings.Contains(st.Message, s.Name) {
+					t.Errorf("%s: Stalled condition %+v should say the credentials in Secret %s were refused", na.Name, st, s.Name)
+				}
+			}
+			if n > 1 && listReads(own, http.StatusUnauthorized, http.StatusForbidden) == 0 {
+				t.Errorf("%d actions in flight: no shared read of the list was refused, so the rotation did not reach a sweep", n)
 			}
 
 			// A person puts the new credentials in the Secret.
@@ -275,13 +303,27 @@ func TestCredentialsRotatedWhileFollowing(t *testing.T) {
 			if err := k8s.Update(context.Background(), cur); err != nil {
 				t.Fatal(err)
 			}
-			finished(t, na, 90*time.Second)
-			expectReady(t, na)
-			if n := own.AcceptedActions(id); n != 1 {
-				t.Fatalf("%d actions accepted, want 1", n)
+			for i, na := range nas {
+				finished(t, na, 90*time.Second)
+				expectReady(t, na)
+				if got := own.AcceptedActions(matrixIDs[typ](700 + i)); got != 1 {
+					t.Fatalf("%s: %d actions accepted, want 1", na.Name, got)
+				}
 			}
 		})
 	}
+}
+
+// listReads counts the reads of a whole list (a GET that names no VM) a
+// fakecloud answered with one of the statuses.
+func listReads(c *fakecloud.Cloud, statuses ...int) int {
+	count := 0
+	for _, r := range c.Log() {
+		if r.Method == http.MethodGet && r.VMID == "" && slices.Contains(statuses, r.Status) {
+			count++
+		}
+	}
+	return count
 }
 
 // A deleted Provider leaves nothing behind in the manager: its driver, its
