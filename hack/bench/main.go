@@ -352,6 +352,11 @@ func startManager(bin string, extra ...string) *process {
 		"--health-probe-bind-address=0", "--zap-log-level=error"}, extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+	// BENCH_MANAGER_GOGC: the manager's GOGC alone (GOGC in the bench's
+	// environment would reach the API server and etcd too).
+	if v := os.Getenv("BENCH_MANAGER_GOGC"); v != "" {
+		cmd.Env = append(os.Environ(), "GOGC="+v)
+	}
 	must(cmd.Start())
 	p := &process{cmd: cmd, metricsAddr: addr, done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(p.done) }()
