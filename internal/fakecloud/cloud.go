@@ -262,6 +262,10 @@ func (c *Cloud) AddVM(vm VM) {
 		vm.Flags = map[string]bool{}
 	}
 	v := vm
+	if old := c.vms[vm.ID]; old != nil {
+		// The replaced VM is gone, and with it what it was running.
+		delete(c.busy, old)
+	}
 	c.vms[vm.ID] = &v
 }
 
