@@ -260,8 +260,10 @@ func rotateWhileFollowing(t *testing.T, n int) {
 			create(t, s)
 			create(t, p)
 			var nas []*v1alpha1.NodeAction
+			var ids []string
 			for i := range n {
 				id := matrixIDs[typ](700 + i)
+				ids = append(ids, id)
 				// Long enough to rotate the credentials while it runs; OpenScaler's
 				// shutdown outlasts its own 5 s wait for the guest.
 				own.AddVM(fakecloud.VM{ID: id, ActionDuration: 8 * time.Second})
@@ -306,7 +308,7 @@ func rotateWhileFollowing(t *testing.T, n int) {
 			for i, na := range nas {
 				finished(t, na, 90*time.Second)
 				expectReady(t, na)
-				if got := own.AcceptedActions(matrixIDs[typ](700 + i)); got != 1 {
+				if got := own.AcceptedActions(ids[i]); got != 1 {
 					t.Fatalf("%s: %d actions accepted, want 1", na.Name, got)
 				}
 			}

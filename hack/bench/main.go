@@ -405,10 +405,8 @@ func (p *process) heap() string {
 // apiserverCount sums the kube-apiserver's own metric over the series
 // matching every label fragment.
 func apiserverCount(name string, labels ...string) float64 {
-	resp, err := apiserverHTTP.Get(strings.TrimSuffix(apiserverURL, "/") + "/metrics")
+	sum, _, err := scrape(apiserverHTTP, apiserverURL, name, labels...)
 	must(err)
-	defer resp.Body.Close()
-	sum, _ := sumMetric(resp.Body, name, labels...)
 	return sum
 }
 
@@ -419,10 +417,7 @@ type cpuTime struct{ apiserver, etcd, manager, bench float64 }
 func cpuNow(mgr *process) cpuTime {
 	var t cpuTime
 	t.apiserver = apiserverCount("process_cpu_seconds_total")
-	if resp, err := http.Get(strings.TrimSuffix(etcdURL, "/") + "/metrics"); err == nil {
-		t.etcd, _ = sumMetric(resp.Body, "process_cpu_seconds_total")
-		resp.Body.Close()
-	}
+	t.etcd, _, _ = scrape(http.DefaultClient, etcdURL, "process_cpu_seconds_total")
 	t.manager, _ = mgr.metric("process_cpu_seconds_total")
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
@@ -441,11 +436,14 @@ func (t cpuTime) perAction(t0 cpuTime, n int) string {
 // pprofFlag serves the manager's pprof on BENCH_PPROF's address, when set
 // and on: one manager at a time can have it.
 func pprofFlag(on bool) []string {
-	if a := os.Getenv("BENCH_PPROF"); a != "" && on {
+	if a := pprofAddr(); a != "" && on {
 		return []string{"--pprof-bind-address=" + a}
 	}
 	return nil
 }
+
+// pprofAddr is where a manager serves pprof (BENCH_PPROF), or "" for none.
+func pprofAddr() string { return os.Getenv("BENCH_PPROF") }
 
 // cpuProfileDir is where CPU profiles go (BENCH_CPUPROFILE), or "" for none.
 func cpuProfileDir() string { return os.Getenv("BENCH_CPUPROFILE") }
@@ -501,12 +499,20 @@ func saveProfile(c *http.Client, url, path string) {
 // metric reads one sample from the manager's /metrics (sum over series
 // matching all label fragments).
 func (p *process) metric(name string, labels ...string) (float64, bool) {
-	resp, err := http.Get("http://" + p.metricsAddr + "/metrics")
+	sum, found, err := scrape(http.DefaultClient, "http://"+p.metricsAddr, name, labels...)
+	return sum, found && err == nil
+}
+
+// scrape reads base's /metrics and sums metric name over the series
+// matching all label fragments.
+func scrape(c *http.Client, base, name string, labels ...string) (float64, bool, error) {
+	resp, err := c.Get(strings.TrimSuffix(base, "/") + "/metrics")
 	if err != nil {
-		return 0, false
+		return 0, false, err
 	}
 	defer resp.Body.Close()
-	return sumMetric(resp.Body, name, labels...)
+	sum, found := sumMetric(resp.Body, name, labels...)
+	return sum, found, nil
 }
 
 // sumMetric sums, in a Prometheus text exposition, the samples of metric
@@ -646,10 +652,7 @@ func (t *tracker) finished(n int) bool {
 func (t *tracker) waitDone(n int, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		t.mu.Lock()
-		d := len(t.done)
-		t.mu.Unlock()
-		if d >= n {
+		if t.finished(n) {
 			return nil
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -877,7 +880,7 @@ func throughput(bin string, n int, ceilings ceilingRates) ([]row, float64) {
 	before := len(cloud.Log())
 	start := time.Now()
 	if dir := cpuProfileDir(); dir != "" {
-		go cpuProfiles(dir, "", os.Getenv("BENCH_PPROF"), 5*time.Second)
+		go cpuProfiles(dir, "", pprofAddr(), 5*time.Second)
 	}
 	cpu0 := cpuNow(mgr)
 	parallel(n, func(i int) {
@@ -1086,7 +1089,7 @@ func scaleRun(bin string, n int, baseRate float64, ceilings ceilingRates) []row 
 			now, at := cpuNow(mgr), time.Now()
 			fmt.Printf("scale: tenth %d (to %d finished): %.0f/s, %s\n", k, k*n/10, float64(n/10)/at.Sub(lastAt).Seconds(), now.perAction(last, n/10))
 			if dir := cpuProfileDir(); dir != "" && k == 9 {
-				go cpuProfiles(dir, fmt.Sprintf("scale-%d-", n), os.Getenv("BENCH_PPROF"), 5*time.Second)
+				go cpuProfiles(dir, fmt.Sprintf("scale-%d-", n), pprofAddr(), 5*time.Second)
 			}
 			last, lastAt = now, at
 		}
@@ -1122,7 +1125,7 @@ func scaleRun(bin string, n int, baseRate float64, ceilings ceilingRates) []row 
 	before := len(cloud.Log())
 	start := time.Now()
 	mgr = startManager(bin, append(pprofFlag(true), "--watch-namespace="+ns)...)
-	if dir, a := cpuProfileDir(), os.Getenv("BENCH_PPROF"); dir != "" && a != "" {
+	if dir, a := cpuProfileDir(), pprofAddr(); dir != "" && a != "" {
 		go func() { // the restart's first 10 s: the initial sync and its reconciles
 			for i := 0; i < 50 && !listening(a); i++ {
 				time.Sleep(20 * time.Millisecond)
@@ -1148,7 +1151,7 @@ func scaleRun(bin string, n int, baseRate float64, ceilings ceilingRates) []row 
 	fmt.Printf("scale: the restart's initial sync made %.0f LIST requests of NodeActions (0: streamed as a watch)\n",
 		apiserverCount("apiserver_request_total", `resource="nodeactions"`, `verb="LIST"`)-lists)
 	fmt.Printf("scale: restart resynced %d in %s with %d provider calls; RSS %.0f MiB, %s\n", n, resync.Round(time.Millisecond), calls, rssAfter, mgr.heap())
-	if a := os.Getenv("BENCH_PPROF"); a != "" {
+	if a := pprofAddr(); a != "" {
 		saveHeapProfile(a, fmt.Sprintf("bin/heap-scale-%d.pb.gz", n))
 	}
 	// Targets: the issue's, for the two sizes it names.
