@@ -141,6 +141,13 @@ func main() {
 		crdDir = v
 	}
 	env := &envtest.Environment{CRDDirectoryPaths: []string{crdDir}, ErrorIfCRDPathMissing: true, BinaryAssetsDirectory: assets}
+	// BENCH_APISERVER_ARGS: extra kube-apiserver flags, "name=value"
+	// separated by spaces (e.g. feature-gates=DetectCacheInconsistency=false,
+	// to see what the API server's periodic full reads of etcd cost).
+	for _, f := range strings.Fields(os.Getenv("BENCH_APISERVER_ARGS")) {
+		name, value, _ := strings.Cut(strings.TrimLeft(f, "-"), "=")
+		env.ControlPlane.GetAPIServer().Configure().Append(name, value)
+	}
 	cfg, err := env.Start()
 	must(err)
 	atExit(func() { _ = env.Stop() })
@@ -1087,7 +1094,9 @@ func scaleRun(bin string, n int, baseRate float64, ceilings ceilingRates) []row 
 				time.Sleep(100 * time.Millisecond)
 			}
 			now, at := cpuNow(mgr), time.Now()
-			fmt.Printf("scale: tenth %d (to %d finished): %.0f/s, %s\n", k, k*n/10, float64(n/10)/at.Sub(lastAt).Seconds(), now.perAction(last, n/10))
+			checks := apiserverCount("apiserver_storage_consistency_checks_total")
+			fmt.Printf("scale: tenth %d (to %d finished): %.0f/s, %s; the API server's cache consistency checks (a full read of etcd each) so far: %.0f\n",
+				k, k*n/10, float64(n/10)/at.Sub(lastAt).Seconds(), now.perAction(last, n/10), checks)
 			if dir := cpuProfileDir(); dir != "" && k == 9 {
 				go cpuProfiles(dir, fmt.Sprintf("scale-%d-", n), pprofAddr(), 5*time.Second)
 			}
