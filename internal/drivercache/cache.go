@@ -12,6 +12,7 @@ package drivercache
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -188,6 +189,7 @@ func (c *Cache) build(p *v1alpha1.Provider, secret *corev1.Secret) (provider.Dri
 	hc, err := provider.NewHTTPClient(provider.ClientOptions{
 		Type: string(p.Spec.Type), CABundle: p.Spec.CABundle, Gate: gate,
 		MaxWait: c.opts.MaxRateWait, Timeout: c.opts.RequestTimeout, Observe: metrics.ObserveRequest,
+		Secrets: secretValues(secret.Data),
 	})
 	if err != nil {
 		return nil, err
@@ -202,6 +204,20 @@ func (c *Cache) build(p *v1alpha1.Provider, secret *corev1.Secret) (provider.Dri
 		Region: p.Spec.Region, Location: p.Spec.Location, Project: p.Spec.Project,
 		Credentials: creds, HTTPClient: hc, UserAgent: c.opts.UserAgent,
 	})
+}
+
+// secretValues are the credential values a provider must never be quoted
+// with: those under keys naming a token, password, secret or key (a user
+// name or a project id is no secret, and often rightly in answers).
+func secretValues(data map[string][]byte) [][]byte {
+	var out [][]byte
+	for k, v := range data {
+		k = strings.ToLower(k)
+		if strings.Contains(k, "token") || strings.Contains(k, "password") || strings.Contains(k, "secret") || strings.Contains(k, "key") {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // Gate returns p's request budget, creating it or updating its limits from

@@ -193,6 +193,20 @@ type Config struct {
 	UserAgent string
 	// Now tells the time (tests set a fake clock); nil is time.Now.
 	Now func() time.Time
+	// RecordsLag is how long after a request could last land the
+	// provider's records (an action list, a node's state) may still not
+	// show it, so that a lookup finding nothing before then proves
+	// nothing. Zero is the driver's own figure for the real provider
+	// (the documents give none); tests set the simulator's.
+	RecordsLag time.Duration
+}
+
+// LagOr is c's RecordsLag, or def when it is unset.
+func (c Config) LagOr(def time.Duration) time.Duration {
+	if c.RecordsLag > 0 {
+		return c.RecordsLag
+	}
+	return def
 }
 
 // BatchStatuser is implemented by drivers whose API lists many actions or

@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -32,6 +33,11 @@ type ClientOptions struct {
 	Timeout time.Duration
 	// Observe, when set, is told of every response (metrics).
 	Observe func(providerType, method string, code int, d time.Duration)
+	// Secrets are the Provider's credential values: a provider that echoes
+	// one in an answer (an error message quoting the token) has it
+	// replaced before any driver reads the answer, so it never reaches a
+	// condition, an event or a log.
+	Secrets [][]byte
 }
 
 // NewHTTPClient returns a client with TLS verification on, the gate in
@@ -74,7 +80,7 @@ func NewHTTPClient(opts ClientOptions) (*http.Client, error) {
 		// hides whether the request was sent.
 		Transport: &transport{
 			base: base, gate: opts.Gate, maxWait: maxWait, timeout: timeout,
-			typ: opts.Type, observe: opts.Observe,
+			typ: opts.Type, observe: opts.Observe, secrets: opts.Secrets,
 		},
 		// Redirects could carry credentials to another host; providers do not use them.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -88,6 +94,7 @@ type transport struct {
 	timeout time.Duration
 	typ     string
 	observe func(providerType, method string, code int, d time.Duration)
+	secrets [][]byte
 }
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -142,8 +149,67 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	// The timeout covers reading the body too; it ends when the body is closed.
 	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+	resp.Body = &scrubbedBody{ReadCloser: resp.Body, secrets: t.secretsOf(req)}
 	return resp, nil
 }
+
+// minSecret is the shortest credential value scrubbed from answers: a
+// shorter one would blank ordinary words.
+const minSecret = 6
+
+// secretsOf is what an answer to req must not carry: the Provider's
+// credential values, and the credentials req itself sent (a Keystone
+// token, a Basic or Bearer value).
+func (t *transport) secretsOf(req *http.Request) [][]byte {
+	out := make([][]byte, 0, len(t.secrets)+3)
+	add := func(v string) {
+		if len(v) >= minSecret {
+			out = append(out, []byte(v))
+		}
+	}
+	for _, s := range t.secrets {
+		add(strings.TrimSpace(string(s)))
+	}
+	if a := req.Header.Get("Authorization"); a != "" {
+		add(a)
+		if _, cred, ok := strings.Cut(a, " "); ok {
+			add(strings.TrimSpace(cred))
+		}
+	}
+	add(req.Header.Get("X-Auth-Token"))
+	return out
+}
+
+// scrubbedBody is an answer with every secret replaced by "<redacted>".
+// It is read whole at the first Read (answers are small JSON documents).
+type scrubbedBody struct {
+	io.ReadCloser
+	secrets [][]byte
+	r       io.Reader
+}
+
+func (b *scrubbedBody) Read(p []byte) (int, error) {
+	if b.r == nil {
+		if len(b.secrets) == 0 {
+			b.r = b.ReadCloser
+		} else {
+			all, err := io.ReadAll(b.ReadCloser)
+			for _, s := range b.secrets {
+				all = bytes.ReplaceAll(all, s, []byte("<redacted>"))
+			}
+			if err != nil {
+				b.r = io.MultiReader(bytes.NewReader(all), errReader{err})
+			} else {
+				b.r = bytes.NewReader(all)
+			}
+		}
+	}
+	return b.r.Read(p)
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
 type cancelOnClose struct {
 	io.ReadCloser

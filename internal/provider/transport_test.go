@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -409,5 +410,42 @@ func TestTicketNeverLeavesAfterNotAfter(t *testing.T) {
 	_, err := Send(ctx, c, http.MethodPost, srv.URL, nil, map[string]string{})
 	if !IsNotSent(err) || hits != 0 {
 		t.Fatalf("%v, %d requests reached the server; want not sent", err, hits)
+	}
+}
+
+// A provider that quotes the credentials it was sent, or the Provider's
+// secret values, in an answer never hands them to a driver: they could end
+// in a condition, an event or a log.
+func TestAnswersNeverCarryCredentials(t *testing.T) {
+	const password, token = "hunter2-very-secret", "osc_live_SECRET123"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = io.WriteString(w, `{"message": "token `+strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")+
+			` is expired; header was `+r.Header.Get("Authorization")+`; your password `+password+` is wrong; user admin"}`)
+	}))
+	defer srv.Close()
+	hc, err := NewHTTPClient(ClientOptions{Timeout: 5 * time.Second, Secrets: [][]byte{[]byte(password), []byte("abc")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, srv.URL, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{token, password} {
+		if strings.Contains(string(body), secret) {
+			t.Errorf("answer %q carries %q", body, secret)
+		}
+	}
+	// What is no secret stays: the user name, and values too short to scrub.
+	if !strings.Contains(string(body), "user admin") || !strings.Contains(string(body), "<redacted> is expired") {
+		t.Errorf("answer %q: want the secrets replaced and the rest kept", body)
 	}
 }

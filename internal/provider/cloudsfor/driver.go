@@ -46,6 +46,9 @@ type Driver struct {
 	base      string // endpoint up to, not including, /api/v1
 	userAgent string
 	now       func() time.Time
+	// lookupLag is how late the list may show an accepted action, as a
+	// lookup allows for (listLag unless the Config says).
+	lookupLag time.Duration
 }
 
 var _ provider.Driver = (*Driver)(nil)
@@ -87,7 +90,7 @@ func New(cfg provider.Config) (provider.Driver, error) {
 	if now == nil {
 		now = time.Now
 	}
-	return &Driver{client: hc, base: base, userAgent: cfg.UserAgent, now: now}, nil
+	return &Driver{client: hc, base: base, userAgent: cfg.UserAgent, now: now, lookupLag: cfg.LagOr(listLag)}, nil
 }
 
 // Capabilities: every VM action the seed documents. The portable names are
@@ -440,6 +443,13 @@ func (d *Driver) Lookup(ctx context.Context, req provider.Request, w provider.Wi
 	}
 	if err != nil {
 		return provider.Found{}, err
+	}
+	if wait := w.To.Add(d.lookupLag).Sub(d.now()); found.Complete && len(found.Candidates) == 0 && wait > 0 {
+		// Status allows an accepted action listLag to show in the list;
+		// an empty list before then proves nothing.
+		return provider.Found{}, provider.NewRetryable(provider.Unavailable, fmt.Sprintf(
+			"CloudsFor does not list a %s action on VM %s in the window, and may list one up to %s late; looking again until then",
+			req.Action, req.NodeID, d.lookupLag), min(wait, 5*time.Second))
 	}
 	return found, nil
 }

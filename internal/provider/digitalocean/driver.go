@@ -192,8 +192,10 @@ func (d *Driver) Submit(ctx context.Context, req provider.Request) (provider.Sub
 	if err != nil {
 		return provider.Submission{}, classifySubmit(err)
 	}
-	if a == nil {
-		return provider.Submission{}, provider.NewAmbiguous("DigitalOcean accepted the request but returned no action")
+	if a == nil || a.ID == 0 {
+		// Accepted, but with no action id to follow: found by lookup,
+		// never taken for a failure (which could send it again).
+		return provider.Submission{}, provider.NewAmbiguous("DigitalOcean accepted the request but returned no action id")
 	}
 	sub := submission(req, a)
 	// An action already completed needs no poll, unless its effect is

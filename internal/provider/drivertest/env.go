@@ -75,6 +75,9 @@ func (h Harness) NewEnv(t testing.TB, opts EnvOptions) *Env {
 		t.Fatal(err)
 	}
 	cfg.HTTPClient = client
+	// This cloud's records settle within the world's delays: lookups need
+	// not wait the minutes a real provider's may take.
+	cfg.RecordsLag = max(world.Settle(), opts.Cloud.E2EWorkflowDelay+500*time.Millisecond)
 	if opts.Change != nil {
 		opts.Change(&cfg)
 	}

@@ -316,8 +316,11 @@ func (h Harness) testRejected(t *testing.T) {
 
 // windowFrom is the lookup window of an attempt recorded at since: its
 // request may leave from then, and land within a minute.
+// windowFrom is the window of an attempt sent at since, as the operator
+// records it: from a little before, to past when it could last land (the
+// suite's request timeout is 5s).
 func windowFrom(since time.Time) provider.Window {
-	return provider.Window{From: since.Add(-5 * time.Second), To: since.Add(time.Minute)}
+	return provider.Window{From: since.Add(-5 * time.Second), To: since.Add(10 * time.Second)}
 }
 
 func (h Harness) testUnknownNode(t *testing.T) {
@@ -416,8 +419,10 @@ func (h Harness) testLookup(t *testing.T) {
 	since := time.Now()
 
 	// Nothing submitted yet: the provider must not invent an action, and
-	// says its records are complete enough to prove it.
-	found, err := h.lookup(t, e.driver, req, windowFrom(since))
+	// says its records are complete enough to prove it. The window ended
+	// minutes ago: for a recent one a driver may rightly wait (Retryable)
+	// for a list that lags, or a node that moves late, to show it.
+	found, err := h.lookup(t, e.driver, req, provider.Window{From: since.Add(-10 * time.Minute), To: since.Add(-5 * time.Minute)})
 	if err != nil || len(found.Candidates) != 0 || !found.Complete {
 		t.Fatalf("Lookup before any submission: %+v, %v; want no candidate and complete records", found, err)
 	}
@@ -448,7 +453,11 @@ func (h Harness) testLookup(t *testing.T) {
 	if !h.LookupByState {
 		// An action that started before the window is not a candidate:
 		// it cannot be a later attempt's.
-		later := provider.Window{From: time.Now().Add(time.Minute), To: time.Now().Add(2 * time.Minute)}
+		// Asked once the records could have filled it (a driver may
+		// rightly answer Retryable before), so the answer is final.
+		from := time.Now().Add(time.Second)
+		later := provider.Window{From: from, To: from.Add(time.Second)}
+		time.Sleep(time.Until(later.To) + e.cfg.RecordsLag)
 		if found, err := h.lookup(t, e.driver, req, later); err != nil || len(found.Candidates) != 0 {
 			t.Errorf("Lookup with a window after the action: %+v, %v; want no candidate", found, err)
 		}

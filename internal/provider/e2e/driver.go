@@ -48,6 +48,9 @@ type Driver struct {
 	// secrets are scrubbed from any provider text we quote.
 	secrets []string
 	now     func() time.Time
+	// recordsLag, when set (Config.RecordsLag), replaces the lookup's
+	// wait for a node to show an accepted action.
+	recordsLag time.Duration
 }
 
 var (
@@ -98,11 +101,12 @@ func New(cfg provider.Config) (provider.Driver, error) {
 		now = time.Now
 	}
 	return &Driver{
-		client:  hc,
-		nodes:   strings.TrimSuffix(endpoint, "/") + "/api/v1/nodes/",
-		query:   q,
-		secrets: []string{apiKey, token},
-		now:     now,
+		client:     hc,
+		nodes:      strings.TrimSuffix(endpoint, "/") + "/api/v1/nodes/",
+		query:      q,
+		secrets:    []string{apiKey, token},
+		now:        now,
+		recordsLag: cfg.RecordsLag,
 	}, nil
 }
 
@@ -374,8 +378,7 @@ var workflowWindow = map[string]time.Duration{
 }
 
 // effectWindow is how long an action whose end state the node shows (power,
-// rename, lock) may take to show it before it counts as accepted but
-// unverified.
+// rename, lock) may take to show it before it counts as failed.
 const effectWindow = 10 * time.Minute
 
 // progressLeft is kept (Submission.Progress) once the node was seen
@@ -436,10 +439,11 @@ func (d *Driver) statusOf(sub provider.Submission, n node) provider.ActionStatus
 	}
 	if !sub.StartedAt.IsZero() && d.now().Sub(sub.StartedAt) >= effectWindow {
 		// A guest that ignores E2E's graceful power_off (E2E has no hard
-		// one), or any action the node never shows: accepted, not proven,
-		// and the VM's queue is not held for ever.
-		return provider.ActionStatus{State: provider.StateSucceeded, Class: provider.Unverified, CompletedAt: d.now(),
-			Message: fmt.Sprintf("E2E Networks accepted %s, but node %s is still %s, not %s, after %s",
+		// one), or any action the node still contradicts: the node says it
+		// did not take effect, so it is no success, and the VM's queue is
+		// not held for ever.
+		return provider.ActionStatus{State: provider.StateFailed, Class: provider.ActionFailed, CompletedAt: d.now(),
+			Message: fmt.Sprintf("E2E Networks accepted %s, but node %s is still %s, not %s, after %s: it did not take effect",
 				sub.Action, sub.NodeID, describe(sub.Action, n), want, effectWindow)}
 	}
 	st := provider.ActionStatus{State: provider.StateInProgress, Class: provider.Verifying,
@@ -567,28 +571,21 @@ func (d *Driver) Lookup(ctx context.Context, req provider.Request, w provider.Wi
 		found.Candidates = []provider.Submission{{Request: req, StartedAt: w.From}}
 		return found, nil
 	}
-	if endOnly[req.Action] {
-		if wait := w.To.Add(endOnlyPatience).Sub(d.now()); wait > 0 {
-			// Accepted, it may still be running: the node shows it only
-			// once done, and E2E refuses a second one meanwhile (409).
-			return provider.Found{}, provider.NewRetryable(provider.Unavailable, fmt.Sprintf(
-				"node %s does not show %s yet, which it shows only once done; looking again until %s after the request could last land",
-				req.NodeID, req.Action, endOnlyPatience), min(wait, 5*time.Second))
-		}
+	patience := failedGrace(req.Action)
+	if d.recordsLag > 0 {
+		patience = d.recordsLag
+	}
+	if wait := w.To.Add(patience).Sub(d.now()); wait > 0 {
+		// Accepted, it may not have moved the node yet: E2E answers on
+		// acceptance and runs the workflow later (seed 000), as Status
+		// allows for; a rename or lock shows only once done. A second
+		// request now could be a second action.
+		return provider.Found{}, provider.NewRetryable(provider.Unavailable, fmt.Sprintf(
+			"node %s does not show %s yet, and E2E may start it up to %s after accepting it; looking again until then",
+			req.NodeID, req.Action, patience), min(wait, 5*time.Second))
 	}
 	return found, nil
 }
-
-// endOnly are the idempotent actions a node shows only once they are done
-// (no transitional status, as Stopping is power_off's): a node not showing
-// one may still be running it.
-var endOnly = map[string]bool{"rename": true, "lock_vm": true, "unlock_vm": true}
-
-// endOnlyPatience is how long after a lost request could last land a node
-// not showing an endOnly action counts as not having received it: E2E's
-// asynchronous workflow delay plus the action's run (seconds; the seed gives
-// no figure, so this is a guess with room).
-const endOnlyPatience = 20 * time.Second
 
 // url builds a request URL under /api/v1/nodes/ with the auth query and
 // any extra parameters. The result carries the API key: it must never be
@@ -606,7 +603,10 @@ func (d *Driver) url(rest string, extra url.Values) string {
 // envelope is E2E's answer: code and data, and on lists the page count
 // (kept raw: only the list reads it).
 type envelope struct {
-	Code            int             `json:"code"`
+	Code int `json:"code"`
+	// StatusCode is the quota answer's code ({"errors": ..., "status_code":
+	// 429}), read whatever the HTTP status it came with.
+	StatusCode      int             `json:"status_code"`
 	Data            json.RawMessage `json:"data"`
 	TotalPageNumber json.RawMessage `json:"total_page_number"`
 }
@@ -638,8 +638,8 @@ func (d *Driver) request(ctx context.Context, method, rest string, extra url.Val
 		}
 		return envelope{}, err
 	}
-	if env.Code >= 400 {
-		return envelope{}, provider.StatusError(env.Code, resp.Header, method, d.message(resp.Body))
+	if code := max(env.Code, env.StatusCode); code >= 400 {
+		return envelope{}, provider.StatusError(code, resp.Header, method, d.message(resp.Body))
 	}
 	return env, nil
 }

@@ -67,6 +67,10 @@ type Driver struct {
 	client *http.Client
 	base   string
 	header http.Header
+	now    func() time.Time
+	// syncGrace is how long a synchronous call that reached OpenScaler may
+	// still run there after the client gave up on it.
+	syncGrace time.Duration
 }
 
 var (
@@ -92,7 +96,11 @@ func New(cfg provider.Config) (provider.Driver, error) {
 	if cfg.UserAgent != "" {
 		h.Set("User-Agent", cfg.UserAgent)
 	}
-	return &Driver{client: cfg.HTTPClient, base: strings.TrimSuffix(endpoint, "/"), header: h}, nil
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Driver{client: cfg.HTTPClient, base: strings.TrimSuffix(endpoint, "/"), header: h, now: now, syncGrace: cfg.LagOr(syncGrace)}, nil
 }
 
 // Capabilities: the five documented actions.
@@ -389,9 +397,10 @@ func unverified(req provider.Request) provider.ActionStatus {
 // action history, so only the VM's state can tell, and only for actions
 // that leave a state of their own. The API is synchronous: a start or
 // power_off it ran has changed the state before it answered, so once the
-// request can no longer land, a VM not in that state did not get it. A
-// graceful shutdown may still be waiting for the guest: a VM not yet
-// shutoff proves nothing.
+// request can no longer land and one that landed has had syncGrace to
+// finish at the server, a VM not in that state did not get it. A graceful
+// shutdown may still be waiting for the guest: a VM not yet shutoff proves
+// nothing.
 func (d *Driver) Lookup(ctx context.Context, req provider.Request, w provider.Window) (provider.Found, error) {
 	if err := d.Validate(req); err != nil {
 		return provider.Found{}, err
@@ -415,8 +424,19 @@ func (d *Driver) Lookup(ctx context.Context, req provider.Request, w provider.Wi
 		return provider.Found{Why: fmt.Sprintf(
 			"OpenScaler keeps no action history and VM %s is %s, not %s: a graceful shutdown may still be waiting for the guest, or may never have been received", req.NodeID, state, want)}, nil
 	}
+	if wait := w.To.Add(d.syncGrace).Sub(d.now()); wait > 0 {
+		return provider.Found{}, provider.NewRetryable(provider.Unavailable, fmt.Sprintf(
+			"VM %s is %s, not %s: a %s that reached OpenScaler after the operator stopped waiting may still be running there; looking again until %s after it could last land",
+			req.NodeID, state, want, req.Action, d.syncGrace), min(wait, 5*time.Second))
+	}
 	return provider.Found{Complete: true}, nil
 }
+
+// syncGrace is how long a synchronous call that reached OpenScaler may
+// still run there after the client gave up on it, unless the Config says
+// (the documents give no figure; a start or a forced power_off takes
+// seconds).
+const syncGrace = time.Minute
 
 // state reads the VM's libvirt state.
 func (d *Driver) state(ctx context.Context, id string) (string, error) {

@@ -633,7 +633,17 @@ func (d *Driver) Lookup(ctx context.Context, req provider.Request, w provider.Wi
 			return provider.Found{}, err
 		}
 		for _, a := range out.Actions {
-			if !matches(req, a) {
+			match, readable := matches(req, a)
+			if !readable {
+				// Of the request's kind on its node, but which operation it
+				// ran cannot be read: it may be the lost submission.
+				if created, ok := a.created(); !ok || w.Contains(created) {
+					found.Complete = false
+					found.Why = fmt.Sprintf("Senlin action %s (%s on node %s) does not say its operation in a form the operator reads", a.ID, a.Action, req.NodeID)
+				}
+				continue
+			}
+			if !match {
 				continue
 			}
 			created, ok := a.created()
@@ -675,27 +685,50 @@ func (d *Driver) ServerID(ctx context.Context, nodeID string) (string, error) {
 }
 
 // matches tells whether a listed action is the request: same action and,
-// for recover, the same operation and reboot type.
-func matches(req provider.Request, a action) bool {
+// for recover, the same operation and reboot type. readable is false for
+// an action of the request's kind whose operation cannot be read (the
+// documents do not give the list's inputs; Senlin before 7.0 kept them as
+// [{"name": op}], read too).
+func matches(req provider.Request, a action) (match, readable bool) {
 	if a.Action != senlinAction(req.Action) || !actionID.MatchString(a.ID) {
-		return false
+		return false, true
 	}
 	if req.Action == "check" {
-		return true
+		return true, true
 	}
 	r := req.Parameters.Recover
-	op, _ := a.Inputs["operation"].(string)
+	op, ok := operationOf(a.Inputs["operation"])
+	if !ok {
+		return false, false
+	}
 	if !strings.EqualFold(op, r.Operation) {
-		return false
+		return false, true
 	}
 	if !strings.EqualFold(op, "REBOOT") {
-		return true
+		return true, true
 	}
 	var t string
 	if p, ok := a.Inputs["operation_params"].(map[string]any); ok {
 		t, _ = p["type"].(string)
 	}
-	return rebootType(t) == rebootType(r.RebootType)
+	return rebootType(t) == rebootType(r.RebootType), true
+}
+
+// operationOf reads a recover's operation from an action's inputs: a
+// string, or a one-element list of {"name": op}.
+func operationOf(v any) (string, bool) {
+	switch op := v.(type) {
+	case string:
+		return op, op != ""
+	case []any:
+		if len(op) == 1 {
+			if m, ok := op[0].(map[string]any); ok {
+				name, ok := m["name"].(string)
+				return name, ok && name != ""
+			}
+		}
+	}
+	return "", false
 }
 
 // classify turns a gophercloud error from a Senlin request into a provider error.

@@ -657,3 +657,54 @@ func TestUnknownAction(t *testing.T) {
 	_, err := d.Status(context.Background(), provider.Submission{ActionID: "0f000000-0000-4000-8000-000000000000"})
 	expectError(t, err, provider.Terminal, provider.ActionFailed)
 }
+
+// A lost recover is found whatever shape the list gives its operation (the
+// documents do not give it): [{"name": op}] as Senlin before 7.0 kept it,
+// and one it cannot read makes the lookup incomplete, never "not sent".
+func TestLookupReadsOrDoubtsTheRecoverOperation(t *testing.T) {
+	const node = "0d4c7f1a-1111-2222-3333-444455556666"
+	const act = "aaaaaaaa-1111-2222-3333-444455556666"
+	now := time.Now().UTC()
+	for _, tc := range []struct {
+		name, operation string
+		found, complete bool
+	}{
+		{"a string", `"RECREATE"`, true, true},
+		{"Senlin before 7.0", `[{"name": "RECREATE"}]`, true, true},
+		{"another operation", `"REBOOT"`, false, true},
+		{"unreadable", `{"op": "RECREATE"}`, false, false},
+		{"missing", `null`, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				switch {
+				case strings.HasPrefix(r.URL.Path, "/v1/nodes/"):
+					_, _ = w.Write([]byte(`{"node": {"id": "` + node + `"}}`))
+				case r.URL.Path == "/v1/actions" && r.URL.Query().Get("marker") == "":
+					_, _ = w.Write([]byte(`{"actions": [{"id": "` + act + `", "action": "NODE_RECOVER", "target": "` + node +
+						`", "status": "RUNNING", "inputs": {"operation": ` + tc.operation + `}, "created_at": "` + now.Format("2006-01-02T15:04:05Z") + `"}]}`))
+				default:
+					_, _ = w.Write([]byte(`{"actions": []}`))
+				}
+			}))
+			defer srv.Close()
+			hc, err := provider.NewHTTPClient(provider.ClientOptions{Timeout: 5 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, err := senlin.New(provider.Config{Endpoint: srv.URL, HTTPClient: hc, Credentials: map[string][]byte{"token": []byte("t")}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := provider.Request{NodeID: node, Action: "recover", Parameters: recoverParams("RECREATE", "")}
+			found, err := d.Lookup(context.Background(), req, provider.Window{From: now.Add(-time.Minute), To: now.Add(time.Minute)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := len(found.Candidates) == 1 && found.Candidates[0].ActionID == act; got != tc.found || found.Complete != tc.complete {
+				t.Fatalf("Lookup = %+v; want found %v, complete %v", found, tc.found, tc.complete)
+			}
+		})
+	}
+}
