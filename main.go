@@ -46,6 +46,7 @@ func main() {
 		secureMetrics, enableLeaderElection        bool
 		concurrency                                int
 		requestTimeout, probeInterval, credsMaxAge time.Duration
+		recordsLag                                 time.Duration
 		leaseDuration, renewDeadline, retryPeriod  time.Duration
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443",
@@ -71,6 +72,9 @@ func main() {
 	flag.IntVar(&concurrency, "max-concurrent-reconciles", 16, "NodeActions (and NodeActionSets) reconciled in parallel. Workers mostly wait on the API server, so more than the cores is right.")
 	flag.DurationVar(&requestTimeout, "provider-request-timeout", 30*time.Second,
 		"Timeout of one provider API request. A submission whose answer is lost is looked up only after this.")
+	flag.DurationVar(&recordsLag, "provider-records-lag", 0,
+		"How late a provider's records (action lists, a node's state) may show an action it accepted; a lost answer counts as not accepted only after it. "+
+			"0: each driver's own figure for its provider (up to 2m). Lower it only for a simulator or a provider known to show actions at once.")
 	flag.DurationVar(&probeInterval, "provider-probe-interval", 10*time.Minute, "How often Provider credentials are checked again.")
 	flag.DurationVar(&credsMaxAge, "credentials-max-age", 5*time.Minute,
 		"How long credentials read from a Secret are used before the Secret is read again.")
@@ -129,6 +133,7 @@ func main() {
 
 	drivers := drivercache.New(mgr.GetAPIReader(), drivercache.Options{
 		MaxAge: credsMaxAge, RequestTimeout: requestTimeout, UserAgent: sh.UserAgent("nodeaction-operator"),
+		RecordsLag: recordsLag,
 	})
 	if err := (&controllers.ProviderReconciler{
 		Client: mgr.GetClient(), Drivers: drivers, Recorder: mgr.GetEventRecorder("nodeaction-operator"), ProbeInterval: probeInterval,
@@ -168,7 +173,7 @@ func main() {
 		os.Exit(1)
 	}
 	if err := (&controllers.NodeActionSetReconciler{
-		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("nodeaction-operator"),
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("nodeaction-operator"),
 	}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: concurrency}); err != nil {
 		log.Error(err, "unable to set up the NodeActionSet controller")
 		os.Exit(1)

@@ -466,7 +466,7 @@ func gitopsTryManagerWithMetrics(t *testing.T, ns, addr string) (string, error) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	drivers := drivercache.New(mgr.GetAPIReader(), drivercache.Options{RequestTimeout: testRequestTimeout, MaxRateWait: 200 * time.Millisecond})
+	drivers := drivercache.New(mgr.GetAPIReader(), drivercache.Options{RequestTimeout: testRequestTimeout, MaxRateWait: 200 * time.Millisecond, RecordsLag: testRecordsLag})
 	opts := controller.Options{SkipNameValidation: ptr.To(true), MaxConcurrentReconciles: 4}
 	if err := (&ProviderReconciler{Client: mgr.GetClient(), Drivers: drivers, Recorder: mgr.GetEventRecorder("nodeaction-operator")}).SetupWithManager(mgr, opts); err != nil {
 		t.Fatal(err)

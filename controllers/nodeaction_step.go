@@ -146,8 +146,14 @@ func (s *step) deadline() (ctrl.Result, bool) {
 // whole seconds (truncated), so a second is added: the deadline may be
 // reported up to a second late, never early.
 func (s *step) deadlineAt() time.Time {
-	return s.na.Status.StartTime.Add(time.Duration(*s.na.Spec.ActiveDeadlineSeconds)*time.Second + time.Second)
+	// Capped (objects admitted before the CRD's maximum): a larger value
+	// would overflow time.Duration and pass for a deadline long gone.
+	secs := min(*s.na.Spec.ActiveDeadlineSeconds, maxDeadlineSeconds)
+	return s.na.Status.StartTime.Add(time.Duration(secs)*time.Second + time.Second)
 }
+
+// maxDeadlineSeconds is the CRD's maximum of activeDeadlineSeconds.
+const maxDeadlineSeconds = 30 * 24 * 3600
 
 // bound keeps a requeue within the deadline, so the deadline is reported on time.
 func (s *step) bound(res ctrl.Result) ctrl.Result {

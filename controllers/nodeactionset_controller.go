@@ -36,9 +36,13 @@ type NodeActionSetReconciler struct {
 	Recorder recorder.EventRecorder
 	// Clock tells the time; tests set a fake one. Default: the real clock.
 	Clock clock.PassiveClock
+	// APIReader reads what the cache cannot show (a member carrying
+	// another shard's label). Default: Client.
+	APIReader client.Reader
 
 	expectations memberExpectations
 	claims       vmClaims
+	seen         seenMembers
 }
 
 // +kubebuilder:rbac:groups=compute.nodeaction.dev,resources=nodeactionsets,verbs=get;list;watch
@@ -58,6 +62,7 @@ func (r *NodeActionSetReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		}
 		// Gone: its deleted members wait for nobody now.
 		metrics.ForgetSet(req.Namespace, req.Name)
+		r.seen.forget(req.NamespacedName)
 		return ctrl.Result{}, r.releaseOrphans(ctx, req.Namespace, req.Name, nil)
 	}
 	ro := &rollout{r: r, set: set, before: set.DeepCopy(), now: r.now(), log: log.FromContext(ctx)}
@@ -75,6 +80,13 @@ func (r *NodeActionSetReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	default:
 		return ctrl.Result{}, err
 	}
+}
+
+func (r *NodeActionSetReconciler) reader() client.Reader {
+	if r.APIReader == nil {
+		return r.Client
+	}
+	return r.APIReader
 }
 
 func (r *NodeActionSetReconciler) now() time.Time {

@@ -213,6 +213,13 @@ func classify(in planInput, t setTarget, name string, busy, taken map[string]str
 		v.state = vmSucceeded
 	case started:
 		v.state = vmFailed
+	case ranBefore(m, in.run) != nil:
+		// This run already ended on the VM, and the member was given
+		// another runID since (by hand): the run is not sent again.
+		v.state = vmFailed
+		if ranBefore(m, in.run).Phase == v1alpha1.PhaseSucceeded {
+			v.state = vmSucceeded
+		}
 	case !m.DeletionTimestamp.IsZero():
 		v.blockedBy = fmt.Sprintf("member %s is being deleted", name)
 	case busy[t.nodeID] != "":
@@ -228,6 +235,16 @@ func classify(in planInput, t setTarget, name string, busy, taken map[string]str
 		}
 	}
 	return v
+}
+
+// ranBefore is the record of run in m's history, or nil.
+func ranBefore(m *v1alpha1.NodeAction, run string) *v1alpha1.RunRecord {
+	for i := range m.Status.History {
+		if r := &m.Status.History[i]; r.RunID == run && r.Phase.Finished() {
+			return r
+		}
+	}
+	return nil
 }
 
 // claimed is the member of another set this manager just started on the

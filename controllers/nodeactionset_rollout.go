@@ -65,6 +65,7 @@ func (ro *rollout) reconcile(ctx context.Context) (ctrl.Result, error) {
 	ro.beginRun()
 	run := set.Status.RunID
 	removed := ro.recordDeletions(members)
+	ro.recordVanished(members, removed)
 	for name, m := range members {
 		if m.Spec.RunID == run {
 			ro.r.expectations.observed(set.UID, name)
@@ -94,7 +95,10 @@ func (ro *rollout) reconcile(ctx context.Context) (ctrl.Result, error) {
 	if g.noProvider == "" || set.Spec.NodeSelector == nil {
 		in.targets, unmapped, err = targets(ctx, ro.r.Client, set, p)
 		var unreadable *nodesUnreadable
+		var badSelector *invalidSelector
 		switch {
+		case errors.As(err, &badSelector):
+			g.invalid, g.invalidReason = err.Error(), v1alpha1.ReasonInvalidSelector
 		case errors.As(err, &unreadable):
 			if g.invalid == "" {
 				g.invalid, g.invalidReason = err.Error(), v1alpha1.ReasonNodesUnreadable
@@ -235,6 +239,24 @@ func (ro *rollout) recordDeletions(members map[string]*v1alpha1.NodeAction) map[
 	return byName
 }
 
+// recordVanished records members of this run that were seen and are gone
+// with no record: deleted with the set's finalizer removed by hand. Their
+// VMs are not started again in the run, as for any deleted member.
+func (ro *rollout) recordVanished(members map[string]*v1alpha1.NodeAction, removed map[string]v1alpha1.RemovedMember) {
+	st := &ro.set.Status
+	for _, rec := range ro.r.seen.vanished(ro.set, st.RunID, members) {
+		if _, done := removed[rec.Name]; done {
+			continue
+		}
+		st.RemovedMembers = append(st.RemovedMembers, rec)
+		removed[rec.Name] = rec
+		if !rec.Phase.Finished() {
+			ro.eventAbout(nil, corev1.EventTypeWarning, v1alpha1.ReasonMembersRemoved, "Record",
+				"member %s (VM %s) was deleted in phase %s without the set's finalizer; its VM is not started again in run %q (its action may have run)", rec.Name, rec.NodeID, rec.Phase, st.RunID)
+		}
+	}
+}
+
 // release removes the set's finalizer from a deleted member once status is written.
 func (ro *rollout) release(m *v1alpha1.NodeAction) {
 	key := client.ObjectKeyFromObject(m)
@@ -321,6 +343,10 @@ func (ro *rollout) start(ctx context.Context, pl *rolloutPlan) (string, error) {
 			ro.r.claims.drop(key, v.member)
 		}
 		switch {
+		case apierrors.IsAlreadyExists(err) && v.existing == nil:
+			// The cache is behind (its create event wakes the set), or the
+			// member is in another shard, which this manager never sees.
+			return ro.memberElsewhere(ctx, v)
 		case apierrors.IsAlreadyExists(err) || apierrors.IsConflict(err):
 			ro.log.V(1).Info("cache behind; looking again", "member", v.member, "error", err.Error())
 			return "", nil
@@ -340,6 +366,26 @@ func (ro *rollout) start(ctx context.Context, pl *rolloutPlan) (string, error) {
 			set.Spec.Action, v.target.nodeID, v.member, pl.running+pl.cooling, pl.limit))
 	}
 	return "", nil
+}
+
+// memberElsewhere reads a member the set could not create because it
+// exists: when it carries another shard's label than the set (the set was
+// relabelled, its members were not), this manager will never see it, and
+// what to do is told; otherwise the cache is behind and "" is returned.
+func (ro *rollout) memberElsewhere(ctx context.Context, v *vmEntry) (string, error) {
+	m := &v1alpha1.NodeAction{}
+	if err := ro.r.reader().Get(ctx, client.ObjectKey{Namespace: ro.set.Namespace, Name: v.member}, m); err != nil {
+		return "", client.IgnoreNotFound(err)
+	}
+	theirs, ours := m.Labels[v1alpha1.LabelShard], ro.set.Labels[v1alpha1.LabelShard]
+	if theirs == ours {
+		ro.log.V(1).Info("cache behind; looking again", "member", v.member)
+		return "", nil
+	}
+	return fmt.Sprintf("member %s (VM %s) exists with label %s=%q and the set has %q: this manager does not see it. "+
+		"Give the set's members the set's shard: kubectl label nodeactions -n %s -l %s=%s %s=%s --overwrite",
+		v.member, v.target.nodeID, v1alpha1.LabelShard, theirs, ours,
+		ro.set.Namespace, v1alpha1.LabelNodeActionSet, ro.set.Name, v1alpha1.LabelShard, ours), nil
 }
 
 // requeue is when the set should look again without an event: when a

@@ -30,6 +30,14 @@ func (e *nodesUnreadable) Error() string {
 		"(a one-namespace install binds them with a ClusterRoleBinding, docs/install.md)", e.err)
 }
 
+// invalidSelector: spec.nodeSelector cannot be parsed (an object admitted
+// before the CRD's rules, or a key the rules do not check).
+type invalidSelector struct{ err error }
+
+func (e *invalidSelector) Error() string {
+	return fmt.Sprintf("spec.nodeSelector is not a valid label selector (%v): fix it; no member starts until then", e.err)
+}
+
 // setTarget is one VM a set acts on.
 type setTarget struct {
 	nodeID string
@@ -50,7 +58,7 @@ func targets(ctx context.Context, c client.Reader, set *v1alpha1.NodeActionSet, 
 	}
 	sel, err := metav1.LabelSelectorAsSelector(set.Spec.NodeSelector)
 	if err != nil {
-		return nil, nil, fmt.Errorf("spec.nodeSelector: %w", err)
+		return nil, nil, &invalidSelector{err: err}
 	}
 	// The first list starts the manager's Node informer, which waits for
 	// its first sync: without the right to list Nodes that would be

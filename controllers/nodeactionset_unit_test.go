@@ -150,6 +150,10 @@ func (u *setUnit) member(id string) *v1alpha1.NodeAction {
 func (u *setUnit) progress(id string, phase v1alpha1.Phase, reason string) {
 	u.t.Helper()
 	m := u.member(id)
+	if m.Status.Phase.Finished() && m.Status.RunID != m.Spec.RunID {
+		// As the NodeAction reconciler's archiveRun: a new run keeps the last one's outcome.
+		m.Status.History = append([]v1alpha1.RunRecord{{RunID: m.Status.RunID, Phase: m.Status.Phase, Reason: readyReason(m)}}, m.Status.History...)
+	}
 	m.Status.RunID, m.Status.Phase = m.Spec.RunID, phase
 	now := metav1.NewTime(u.clock.Now())
 	switch phase {

@@ -59,6 +59,16 @@ func TestAdmissionRefusesBadNodeActionSets(t *testing.T) {
 			[]string{"spec.maxUnavailable"}},
 		{"maxFailures below 0", func(s *v1alpha1.NodeActionSet) { s.Spec.MaxFailures = ptr.To(int32(-1)) },
 			[]string{"spec.maxFailures"}},
+		{"a nodeSelector's In without values", func(s *v1alpha1.NodeActionSet) {
+			s.Spec.NodeIDs = nil
+			s.Spec.NodeSelector = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "pool", Operator: metav1.LabelSelectorOpNotIn}}}
+		}, []string{"spec.nodeSelector", "In and NotIn need values"}},
+		{"a nodeSelector's unknown operator", func(s *v1alpha1.NodeActionSet) {
+			s.Spec.NodeIDs = nil
+			s.Spec.NodeSelector = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "pool", Operator: "Gt", Values: []string{"1"}}}}
+		}, []string{"spec.nodeSelector", "operator must be In, NotIn, Exists or DoesNotExist"}},
+		{"an activeDeadlineSeconds past 30 days", func(s *v1alpha1.NodeActionSet) { s.Spec.ActiveDeadlineSeconds = ptr.To(int64(2592001)) },
+			[]string{"spec.activeDeadlineSeconds"}},
 		{"a schedule of four fields", window("0 2 * *", "UTC"),
 			[]string{"spec.windows[1].schedule", "five fields", "0 2 * * *"}},
 		{"a minute of 60", window("60 2 * * *", "UTC"),

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/nodeaction/nodeaction-operator/api/v1alpha1"
@@ -49,6 +50,12 @@ func (s *step) handleDraining(ctx context.Context, t target) (ctrl.Result, error
 			"Kubernetes Node %s was deleted while it was being drained; nothing was sent to %s", ns.Name, t.provider.Spec.Type)))
 		return ctrl.Result{}, nil
 	}
+	if why := s.badPodSelector(); why != "" {
+		// Admitted before the CRD checked it: a drain that cannot select
+		// pods is no drain, whatever onTimeout says.
+		s.end(failure(v1alpha1.ReasonInvalidSelector, fmt.Sprintf("%s; nothing was sent to %s. %s", why, t.provider.Spec.Type, uncordonHint(node.Name))))
+		return ctrl.Result{}, nil
+	}
 	drainer := kubenode.Drainer{Client: s.r.Kube, NodeNotReady: !nodeReady(node)}
 	timeout := time.Duration(spec.TimeoutSeconds) * time.Second
 	if timeout == 0 {
@@ -89,6 +96,19 @@ func (s *step) handleDraining(ctx context.Context, t target) (ctrl.Result, error
 	}
 	progress(s.na, v1alpha1.PhaseDraining, v1alpha1.ReasonDraining, fmt.Sprintf("draining Kubernetes Node %s: %s", node.Name, round))
 	return s.bound(ctrl.Result{RequeueAfter: drainRound}), nil
+}
+
+// badPodSelector says what is wrong with spec.node.drain.podSelector, or
+// "" when there is none or it parses.
+func (s *step) badPodSelector() string {
+	d := s.na.Spec.Node.Drain
+	if d == nil || d.PodSelector == nil {
+		return ""
+	}
+	if _, err := metav1.LabelSelectorAsSelector(d.PodSelector); err != nil {
+		return fmt.Sprintf("spec.node.drain.podSelector is not a valid label selector (%v)", err)
+	}
+	return ""
 }
 
 // drainTimedOut follows spec.node.drain.onTimeout: Proceed submits the

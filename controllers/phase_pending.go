@@ -35,7 +35,7 @@ func (s *step) handlePending(ctx context.Context, t target) (ctrl.Result, error)
 		return s.bound(ctrl.Result{RequeueAfter: 5 * time.Second}), nil
 	}
 	if blocker != nil {
-		msg := fmt.Sprintf("waiting for NodeAction %q (%s) on the same node: actions on one node run in creation order",
+		msg := fmt.Sprintf("waiting for NodeAction %q (%s) on the same node: actions on one node run one at a time, in creation order",
 			blocker.Name, phaseOrPending(blocker.Status.Phase))
 		if readyReason(s.na) != v1alpha1.ReasonNodeBusy {
 			s.event(corev1.EventTypeNormal, v1alpha1.ReasonNodeBusy, "Wait", "%s", msg)
@@ -45,6 +45,10 @@ func (s *step) handlePending(ctx context.Context, t target) (ctrl.Result, error)
 	}
 	if !s.withNode() {
 		return s.submit(ctx, t)
+	}
+	if why := s.badPodSelector(); why != "" {
+		s.end(failure(v1alpha1.ReasonInvalidSelector, why+"; nothing was cordoned or sent. Fix it in a new NodeAction"))
+		return ctrl.Result{}, nil
 	}
 	if !s.r.Nodes {
 		stall(s.na, v1alpha1.ReasonNodeUnresolved, "spec.node needs an operator that may list, watch and patch Kubernetes Nodes, "+
@@ -288,8 +292,10 @@ func (s *step) settle() time.Duration {
 	return max(s.submitDeadline().Add(settleMargin).Sub(s.now), 100*time.Millisecond)
 }
 
-// blocker returns the earliest unfinished NodeAction on the same Provider
-// and node that was created before this one, or nil. A sharded manager's
+// blocker returns the NodeAction on the same Provider and node this one
+// must wait for, or nil: one already under way (whenever it was created:
+// a re-run or retry of an older NodeAction must not overtake it), else
+// the earliest unfinished one created before this one. A sharded manager's
 // cache holds only its shard's NodeActions: when it finds none there, it
 // asks the API server about every shard's (a field selector on
 // spec.nodeID, so the answer is the few on this VM).
@@ -299,7 +305,7 @@ func (s *step) blocker(ctx context.Context) (*v1alpha1.NodeAction, error) {
 		client.MatchingFields{indexNodeID: s.na.Spec.NodeID}); err != nil {
 		return nil, err
 	}
-	earliest := s.earliestBefore(list)
+	earliest := s.waitFor(list)
 	if earliest != nil || s.r.Shard == nil {
 		return earliest, nil
 	}
@@ -311,7 +317,7 @@ func (s *step) blocker(ctx context.Context) (*v1alpha1.NodeAction, error) {
 		client.MatchingFields{fieldNodeID: s.na.Spec.NodeID}); err != nil {
 		return nil, err
 	}
-	return s.earliestBefore(all), nil
+	return s.waitFor(all), nil
 }
 
 // onlyShardInNamespace tells, from the metadata of other shards'
@@ -331,24 +337,37 @@ func (s *step) onlyShardInNamespace(ctx context.Context) (bool, error) {
 	return len(others.Items) == 0, nil
 }
 
-// earliestBefore is the earliest unfinished NodeAction of list created before this one.
-func (s *step) earliestBefore(list *v1alpha1.NodeActionList) *v1alpha1.NodeAction {
-	var earlier []*v1alpha1.NodeAction
+// waitFor is the NodeAction of list this one waits for: one under way,
+// else the earliest unfinished one created before this one.
+func (s *step) waitFor(list *v1alpha1.NodeActionList) *v1alpha1.NodeAction {
+	var blockers []*v1alpha1.NodeAction
 	for i := range list.Items {
 		o := &list.Items[i]
 		if o.UID == s.na.UID || o.Status.Phase.Finished() || !o.DeletionTimestamp.IsZero() {
 			continue
 		}
 		// The same VM id through another Provider may be another account's VM.
-		if o.Spec.ProviderRef.Name == s.na.Spec.ProviderRef.Name && createdBefore(o, s.na) {
-			earlier = append(earlier, o)
+		if o.Spec.ProviderRef.Name == s.na.Spec.ProviderRef.Name && (underWay(o) || createdBefore(o, s.na)) {
+			blockers = append(blockers, o)
 		}
 	}
-	if len(earlier) == 0 {
+	if len(blockers) == 0 {
 		return nil
 	}
-	sort.Slice(earlier, func(i, j int) bool { return createdBefore(earlier[i], earlier[j]) })
-	return earlier[0]
+	sort.Slice(blockers, func(i, j int) bool {
+		if a, b := underWay(blockers[i]), underWay(blockers[j]); a != b {
+			return a
+		}
+		return createdBefore(blockers[i], blockers[j])
+	})
+	return blockers[0]
+}
+
+// underWay tells that o has left Pending in its current run: it may have
+// cordoned the Node or sent its action, which is still going.
+func underWay(o *v1alpha1.NodeAction) bool {
+	p := o.Status.Phase
+	return p != "" && p != v1alpha1.PhasePending && !p.Finished()
 }
 
 func createdBefore(a, b *v1alpha1.NodeAction) bool {

@@ -79,7 +79,7 @@ func startManagerProcess(t *testing.T, kubeconfig string, extra ...string) *mana
 	args := append([]string{
 		"--kubeconfig", kubeconfig,
 		"--metrics-bind-address=0", "--health-probe-bind-address=0",
-		"--provider-request-timeout=2s", "--zap-log-level=info",
+		"--provider-request-timeout=2s", "--provider-records-lag=" + testRecordsLag.String(), "--zap-log-level=info",
 	}, extra...)
 	cmd := exec.Command(managerBinary(t), args...)
 	out := &syncBuffer{}

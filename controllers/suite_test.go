@@ -50,6 +50,9 @@ var (
 // Timing used by every test manager: short, so tests are quick.
 const (
 	testRequestTimeout = 2 * time.Second
+	// testRecordsLag: fakecloud's records settle within its worlds'
+	// delays (at most 3.5s), not the minutes a real provider may take.
+	testRecordsLag = 5 * time.Second
 	testPollInterval   = "100ms"
 )
 
@@ -159,7 +162,7 @@ func startShardManager(t *testing.T, ns string, sh *shard.Shard) running {
 		t.Fatal(err)
 	}
 	drivers := drivercache.New(mgr.GetAPIReader(), drivercache.Options{RequestTimeout: testRequestTimeout, MaxRateWait: 200 * time.Millisecond,
-		UserAgent: userAgent})
+		UserAgent: userAgent, RecordsLag: testRecordsLag})
 	opts := controller.Options{SkipNameValidation: ptr.To(true), MaxConcurrentReconciles: 4}
 	if err := (&ProviderReconciler{Client: mgr.GetClient(), Drivers: drivers, Recorder: mgr.GetEventRecorder("nodeaction-operator"),
 		Shard: sh}).SetupWithManager(mgr, opts); err != nil {
@@ -175,7 +178,7 @@ func startShardManager(t *testing.T, ns string, sh *shard.Shard) running {
 	if err := nar.SetupWithManager(mgr, opts); err != nil {
 		t.Fatal(err)
 	}
-	if err := (&NodeActionSetReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("nodeaction-operator")}).SetupWithManager(mgr, opts); err != nil {
+	if err := (&NodeActionSetReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("nodeaction-operator")}).SetupWithManager(mgr, opts); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

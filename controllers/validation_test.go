@@ -4,8 +4,10 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
 	"github.com/nodeaction/nodeaction-operator/api/v1alpha1"
@@ -87,6 +89,14 @@ func TestAdmissionRefusesBadNodeActions(t *testing.T) {
 		{"escalation on a reboot", func(n *v1alpha1.NodeAction) {
 			n.Spec.Escalation = &v1alpha1.Escalation{PowerOffAfterSeconds: 60}
 		}, []string{"spec.escalation is only valid with action shutdown"}},
+		{"a podSelector's In without values", podSelector(metav1.LabelSelectorRequirement{Key: "app", Operator: metav1.LabelSelectorOpIn}),
+			[]string{"spec.node.drain.podSelector", "In and NotIn need values"}},
+		{"a podSelector's Exists with values", podSelector(metav1.LabelSelectorRequirement{Key: "app", Operator: metav1.LabelSelectorOpExists, Values: []string{"web"}}),
+			[]string{"spec.node.drain.podSelector", "Exists and DoesNotExist take none"}},
+		{"a podSelector's unknown operator", podSelector(metav1.LabelSelectorRequirement{Key: "app", Operator: "Matches", Values: []string{"web"}}),
+			[]string{"spec.node.drain.podSelector", "operator must be In, NotIn, Exists or DoesNotExist"}},
+		{"an activeDeadlineSeconds past 30 days", func(n *v1alpha1.NodeAction) { n.Spec.ActiveDeadlineSeconds = ptr.To(int64(10_000_000_000)) },
+			[]string{"spec.activeDeadlineSeconds", "2592000"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -111,6 +121,14 @@ func TestAdmissionRefusesBadNodeActions(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// podSelector drains the Node of spec.node with a selector of one requirement.
+func podSelector(r metav1.LabelSelectorRequirement) func(*v1alpha1.NodeAction) {
+	return func(n *v1alpha1.NodeAction) {
+		n.Spec.Node = &v1alpha1.NodeSpec{Name: "w1", Drain: &v1alpha1.DrainSpec{
+			PodSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{r}}}}
+	}
 }
 
 func TestSpecIsImmutableExceptRunIDAndTTL(t *testing.T) {
@@ -162,6 +180,8 @@ func TestAdmissionRefusesBadProviders(t *testing.T) {
 		{"cloudsfor without endpoint", func(p *v1alpha1.Provider) { p.Spec.Type = "cloudsfor" }, []string{"spec.endpoint", "required for type cloudsfor"}},
 		{"endpoint not a URL", func(p *v1alpha1.Provider) { p.Spec.Endpoint = "api.example.com" }, []string{"spec.endpoint must be an http(s) URL"}},
 		{"unknown type", func(p *v1alpha1.Provider) { p.Spec.Type = "aws" }, []string{"spec.type", "supported values"}},
+		{"a pollInterval under 100ms", func(p *v1alpha1.Provider) { p.Spec.PollInterval = &metav1.Duration{Duration: time.Millisecond} },
+			[]string{"spec.pollInterval must be at least 100ms"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

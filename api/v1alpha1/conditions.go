@@ -57,6 +57,7 @@ const (
 	ReasonNodeMismatch         = "NodeMismatch"    // the Node named in spec.node is on another VM
 	ReasonDrainTimeout         = "DrainTimeout"    // pods were still on the Node after the drain's timeout
 	ReasonNodeNotReturned      = "NodeNotReturned" // the Node was not back within spec.node.waitReadySeconds
+	ReasonInvalidSelector      = "InvalidSelector" // a label selector of the spec cannot be parsed (NodeActionSet too)
 
 	// NodeActionSet only. A set that finished with every member succeeded
 	// is Ready=True with reason Completed.

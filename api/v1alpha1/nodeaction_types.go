@@ -171,6 +171,8 @@ type DrainSpec struct {
 	// +optional
 	DeleteEmptyDirData bool `json:"deleteEmptyDirData,omitempty"`
 	// podSelector, when set, drains only the pods it selects.
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, e.operator in ['In', 'NotIn', 'Exists', 'DoesNotExist'])",message="spec.node.drain.podSelector.matchExpressions: operator must be In, NotIn, Exists or DoesNotExist"
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, (e.operator in ['In', 'NotIn']) == (has(e.values) && size(e.values) > 0))",message="spec.node.drain.podSelector.matchExpressions: In and NotIn need values; Exists and DoesNotExist take none"
 	// +optional
 	PodSelector *metav1.LabelSelector `json:"podSelector,omitempty"`
 }
@@ -252,8 +254,10 @@ type NodeActionSpec struct {
 
 	// activeDeadlineSeconds bounds the whole run, from when the operator
 	// first sees it to the provider reporting the end; past it the
-	// NodeAction fails with reason DeadlineExceeded. Defaults to 3600.
+	// NodeAction fails with reason DeadlineExceeded. Defaults to 3600, at
+	// most 2592000 (30 days).
 	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=2592000
 	// +kubebuilder:default=3600
 	// +optional
 	ActiveDeadlineSeconds *int64 `json:"activeDeadlineSeconds,omitempty"`

@@ -69,8 +69,9 @@ type NodeActionSetSpec struct {
 	Escalation *Escalation `json:"escalation,omitempty"`
 
 	// activeDeadlineSeconds bounds each member's run, as a NodeAction's.
-	// Defaults to 3600.
+	// Defaults to 3600, at most 2592000 (30 days).
 	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=2592000
 	// +kubebuilder:default=3600
 	// +optional
 	ActiveDeadlineSeconds *int64 `json:"activeDeadlineSeconds,omitempty"`
@@ -106,6 +107,8 @@ type NodeActionSetSpec struct {
 	// Nodes that do not say which VM they run on are listed in
 	// status.unmappedNodes, never guessed. Nodes that come to match while
 	// the run goes are added to it.
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, e.operator in ['In', 'NotIn', 'Exists', 'DoesNotExist'])",message="spec.nodeSelector.matchExpressions: operator must be In, NotIn, Exists or DoesNotExist"
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, (e.operator in ['In', 'NotIn']) == (has(e.values) && size(e.values) > 0))",message="spec.nodeSelector.matchExpressions: In and NotIn need values; Exists and DoesNotExist take none"
 	// +optional
 	NodeSelector *metav1.LabelSelector `json:"nodeSelector,omitempty"`
 

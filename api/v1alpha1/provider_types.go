@@ -106,9 +106,10 @@ type ProviderSpec struct {
 	// actions on the Provider run, their polls share one read of the
 	// provider's list (account actions, project actions, nodes or VMs),
 	// at most one every 5s, or every pollInterval while an action's state
-	// is brief. Defaults to 2s.
+	// is brief. Defaults to 2s; at least 100ms.
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m))+$"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('100ms')",message="spec.pollInterval must be at least 100ms"
 	// +optional
 	PollInterval *metav1.Duration `json:"pollInterval,omitempty"`
 

@@ -42,6 +42,10 @@ type Options struct {
 	MaxRateWait time.Duration
 	// UserAgent sent to providers.
 	UserAgent string
+	// RecordsLag is provider.Config's: how late a provider's records may
+	// show an accepted action. Zero: each driver's figure for the real
+	// provider.
+	RecordsLag time.Duration
 }
 
 // Cache builds and keeps drivers. It is safe for concurrent use.
@@ -202,7 +206,7 @@ func (c *Cache) build(p *v1alpha1.Provider, secret *corev1.Secret) (provider.Dri
 		Name: p.Namespace + "/" + p.Name, Type: p.Spec.Type,
 		Endpoint: p.Spec.Endpoint, AuthURL: p.Spec.AuthURL,
 		Region: p.Spec.Region, Location: p.Spec.Location, Project: p.Spec.Project,
-		Credentials: creds, HTTPClient: hc, UserAgent: c.opts.UserAgent,
+		Credentials: creds, HTTPClient: hc, UserAgent: c.opts.UserAgent, RecordsLag: c.opts.RecordsLag,
 	})
 }
 

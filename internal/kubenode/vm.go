@@ -86,15 +86,20 @@ func Is(node *corev1.Node, vm VM) bool {
 }
 
 // Mismatch says why node, named by a NodeAction for vm, is on another VM,
-// or "" when nothing shows that: its providerID, in vm's scheme, names
-// another VM, or its annotation names another VM of the same Provider.
+// or "" when nothing shows that: its annotation names another VM of the
+// same Provider, or (unless the annotation names vm itself) its
+// providerID, in vm's scheme, names another VM. An annotation naming
+// another Provider says nothing of this one's VMs, so the providerID is
+// still checked.
 func Mismatch(node *corev1.Node, vm VM) string {
 	if a, ok := node.Annotations[v1alpha1.AnnotationVM]; ok {
 		provider, id, _ := strings.Cut(a, "/")
-		if provider == vm.Provider && id != vm.NodeID {
-			return "its annotation " + v1alpha1.AnnotationVM + " says " + a + ", not " + AnnotationValue(vm.Provider, vm.NodeID)
+		if provider == vm.Provider {
+			if id != vm.NodeID {
+				return "its annotation " + v1alpha1.AnnotationVM + " says " + a + ", not " + AnnotationValue(vm.Provider, vm.NodeID)
+			}
+			return ""
 		}
-		return ""
 	}
 	scheme, id, ok := ParseProviderID(node.Spec.ProviderID)
 	if ok && scheme == schemeOf(vm.Type) && vm.cloudID() != "" && id != vm.cloudID() {

@@ -57,6 +57,8 @@ func TestIsAndMismatch(t *testing.T) {
 		{"e2e annotated for another node", node("", "e2e/102341"), e2e, false, true},
 		{"annotation for another Provider: not this VM, no verdict", node("", "other/102340"), e2e, false, false},
 		{"annotation wins over providerID", node("digitalocean://1", "do/3164494"), do, true, false},
+		{"annotation for another Provider, providerID of another droplet", node("digitalocean://555", "do-old/555"), do, false, true},
+		{"annotation for another Provider, providerID of this droplet: no verdict", node("digitalocean://3164494", "do-old/3164494"), do, false, false},
 		{"no id at all", node("", ""), e2e, false, false},
 		{"a scheme of another type says nothing", node("digitalocean://102340", ""), e2e, false, false},
 	} {
