@@ -204,6 +204,7 @@ func classify(in planInput, t setTarget, name string, busy, taken map[string]str
 		return v
 	}
 	started := m.Spec.RunID == in.run || expected
+	ended := ranBefore(m, in.run)
 	switch {
 	case !finishedRun(m) || (started && m.Spec.RunID != in.run):
 		// In flight: this run's, or an earlier one's (its VM is busy), or
@@ -213,11 +214,11 @@ func classify(in planInput, t setTarget, name string, busy, taken map[string]str
 		v.state = vmSucceeded
 	case started:
 		v.state = vmFailed
-	case ranBefore(m, in.run) != nil:
+	case ended != nil:
 		// This run already ended on the VM, and the member was given
 		// another runID since (by hand): the run is not sent again.
 		v.state = vmFailed
-		if ranBefore(m, in.run).Phase == v1alpha1.PhaseSucceeded {
+		if ended.Phase == v1alpha1.PhaseSucceeded {
 			v.state = vmSucceeded
 		}
 	case !m.DeletionTimestamp.IsZero():

@@ -222,21 +222,27 @@ func (ro *rollout) recordDeletions(members map[string]*v1alpha1.NodeAction) map[
 	for _, name := range names {
 		m := members[name]
 		if _, done := byName[name]; !done && m.Spec.RunID == st.RunID {
-			phase := v1alpha1.PhasePending
-			if m.Status.RunID == m.Spec.RunID && m.Status.Phase != "" {
-				phase = m.Status.Phase
-			}
-			rec := v1alpha1.RemovedMember{Name: name, NodeID: m.Spec.NodeID, RunID: st.RunID, Phase: phase}
+			rec := removalRecord(name, m)
 			st.RemovedMembers = append(st.RemovedMembers, rec)
 			byName[name] = rec
-			if !phase.Finished() {
+			if !rec.Phase.Finished() {
 				ro.eventAbout(m, corev1.EventTypeWarning, v1alpha1.ReasonMembersRemoved, "Record",
-					"member %s (VM %s) was deleted in phase %s; its VM is not started again in run %q (its action may have run)", name, m.Spec.NodeID, phase, st.RunID)
+					"member %s (VM %s) was deleted in phase %s; its VM is not started again in run %q (its action may have run)", name, m.Spec.NodeID, rec.Phase, st.RunID)
 			}
 		}
 		ro.release(m)
 	}
 	return byName
+}
+
+// removalRecord is what the set keeps of member m (named name) of its
+// spec.runID's run: the phase it was in, Pending before its run began.
+func removalRecord(name string, m *v1alpha1.NodeAction) v1alpha1.RemovedMember {
+	phase := v1alpha1.PhasePending
+	if m.Status.RunID == m.Spec.RunID && m.Status.Phase != "" {
+		phase = m.Status.Phase
+	}
+	return v1alpha1.RemovedMember{Name: name, NodeID: m.Spec.NodeID, RunID: m.Spec.RunID, Phase: phase}
 }
 
 // recordVanished records members of this run that were seen and are gone

@@ -50,14 +50,9 @@ func (s *seenMembers) vanished(set *v1alpha1.NodeActionSet, run string, members 
 		}
 	}
 	for name, m := range members {
-		if m.Spec.RunID != run {
-			continue
+		if m.Spec.RunID == run {
+			r.members[name] = removalRecord(name, m)
 		}
-		phase := v1alpha1.PhasePending
-		if m.Status.RunID == run && m.Status.Phase != "" {
-			phase = m.Status.Phase
-		}
-		r.members[name] = v1alpha1.RemovedMember{Name: name, NodeID: m.Spec.NodeID, RunID: run, Phase: phase}
 	}
 	sort.Slice(gone, func(i, j int) bool { return gone[i].Name < gone[j].Name })
 	return gone

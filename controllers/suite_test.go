@@ -52,8 +52,8 @@ const (
 	testRequestTimeout = 2 * time.Second
 	// testRecordsLag: fakecloud's records settle within its worlds'
 	// delays (at most 3.5s), not the minutes a real provider may take.
-	testRecordsLag = 5 * time.Second
-	testPollInterval   = "100ms"
+	testRecordsLag   = 5 * time.Second
+	testPollInterval = "100ms"
 )
 
 func TestMain(m *testing.M) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nodeaction/nodeaction-operator/internal/provider"
 	"github.com/nodeaction/nodeaction-operator/internal/provider/cloudsfor"
+	"github.com/nodeaction/nodeaction-operator/internal/provider/drivertest"
 )
 
 // The list may show an accepted action up to two minutes late (as Status
@@ -23,15 +24,8 @@ func TestLookupWaitsOutTheListLag(t *testing.T) {
 	}))
 	defer srv.Close()
 	now := time.Now()
-	hc, err := provider.NewHTTPClient(provider.ClientOptions{Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := cloudsfor.New(provider.Config{Endpoint: srv.URL, HTTPClient: hc, Now: func() time.Time { return now },
+	d := drivertest.DriverAt(t, cloudsfor.New, provider.Config{Endpoint: srv.URL, Now: func() time.Time { return now },
 		Credentials: map[string][]byte{"username": []byte("u"), "password": []byte("p")}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	req := provider.Request{NodeID: vm, Action: "reboot"}
 	sent := now.Add(-36 * time.Second)
 	w := provider.Window{From: sent.Add(-5 * time.Second), To: sent.Add(41 * time.Second)}

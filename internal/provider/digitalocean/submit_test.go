@@ -5,10 +5,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
-	"time"
 
 	"github.com/nodeaction/nodeaction-operator/internal/provider"
 	"github.com/nodeaction/nodeaction-operator/internal/provider/digitalocean"
+	"github.com/nodeaction/nodeaction-operator/internal/provider/drivertest"
 )
 
 // A 201 whose action has no id (an empty object, or none at all) was
@@ -23,14 +23,7 @@ func TestAcceptedWithoutAnActionIDIsAmbiguous(t *testing.T) {
 				_, _ = w.Write([]byte(body))
 			}))
 			defer srv.Close()
-			hc, err := provider.NewHTTPClient(provider.ClientOptions{Timeout: 5 * time.Second})
-			if err != nil {
-				t.Fatal(err)
-			}
-			d, err := digitalocean.New(provider.Config{Endpoint: srv.URL, HTTPClient: hc, Credentials: map[string][]byte{"token": []byte("dop_v1_test")}})
-			if err != nil {
-				t.Fatal(err)
-			}
+			d := drivertest.DriverAt(t, digitalocean.New, provider.Config{Endpoint: srv.URL, Credentials: map[string][]byte{"token": []byte("dop_v1_test")}})
 			sub, err := d.Submit(context.Background(), provider.Request{NodeID: "3164494", Action: "reboot"})
 			if !provider.IsKind(err, provider.Ambiguous) {
 				t.Fatalf("Submit = %+v, %v; want Ambiguous", sub, err)

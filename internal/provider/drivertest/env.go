@@ -111,3 +111,20 @@ func (c *Clock) Advance(d time.Duration) {
 	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
 }
+
+// DriverAt builds a driver with newDriver from cfg against a hand-written
+// server (cfg.Endpoint), with the operator's HTTP client: for answers
+// fakecloud does not give.
+func DriverAt(t testing.TB, newDriver func(provider.Config) (provider.Driver, error), cfg provider.Config) provider.Driver {
+	t.Helper()
+	hc, err := provider.NewHTTPClient(provider.ClientOptions{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.HTTPClient = hc
+	d, err := newDriver(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return d
+}

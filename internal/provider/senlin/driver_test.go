@@ -689,14 +689,7 @@ func TestLookupReadsOrDoubtsTheRecoverOperation(t *testing.T) {
 				}
 			}))
 			defer srv.Close()
-			hc, err := provider.NewHTTPClient(provider.ClientOptions{Timeout: 5 * time.Second})
-			if err != nil {
-				t.Fatal(err)
-			}
-			d, err := senlin.New(provider.Config{Endpoint: srv.URL, HTTPClient: hc, Credentials: map[string][]byte{"token": []byte("t")}})
-			if err != nil {
-				t.Fatal(err)
-			}
+			d := drivertest.DriverAt(t, senlin.New, provider.Config{Endpoint: srv.URL, Credentials: map[string][]byte{"token": []byte("t")}})
 			req := provider.Request{NodeID: node, Action: "recover", Parameters: recoverParams("RECREATE", "")}
 			found, err := d.Lookup(context.Background(), req, provider.Window{From: now.Add(-time.Minute), To: now.Add(time.Minute)})
 			if err != nil {
