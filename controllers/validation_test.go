@@ -192,4 +192,14 @@ func TestAdmissionRefusesBadProviders(t *testing.T) {
 			expectRefused(t, k8s.Create(ctx, p), tc.want...)
 		})
 	}
+	t.Run("type changed in place", func(t *testing.T) {
+		p := &v1alpha1.Provider{}
+		p.Namespace, p.Name = ns, "retyped"
+		p.Spec = v1alpha1.ProviderSpec{Type: "digitalocean", CredentialsSecretRef: v1alpha1.SecretReference{Name: "s"}}
+		if err := k8s.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		p.Spec.Type, p.Spec.Endpoint = "cloudsfor", "https://cloudsfor.example.com"
+		expectRefused(t, k8s.Update(ctx, p), "spec.type cannot be changed")
+	})
 }

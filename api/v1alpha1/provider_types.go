@@ -50,7 +50,11 @@ type RateLimit struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.authURL) || self.type == 'senlin'",message="spec.authURL is only used by type senlin",fieldPath=".authURL"
 // +kubebuilder:validation:XValidation:rule="!has(self.location) || self.type == 'e2e'",message="spec.location is only used by type e2e",fieldPath=".location"
 type ProviderSpec struct {
-	// type of the provider API: digitalocean, senlin, e2e, cloudsfor or openscaler.
+	// type of the provider API: digitalocean, senlin, e2e, cloudsfor or
+	// openscaler. It cannot be changed: a NodeAction whose outcome is
+	// unknown is looked up on its Provider, and asking another cloud could
+	// only answer "not sent" and send the action again.
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.type cannot be changed: create a new Provider for another cloud API and point NodeActions at it"
 	Type ProviderType `json:"type"`
 
 	// endpoint is the API base URL. Defaults: digitalocean

@@ -114,7 +114,7 @@ func main() {
 	setMaxUnavailable := flags.Int("set-max-unavailable", 50, "the set's maxUnavailable in the set run")
 	setDuration := flags.Duration("set-duration", 5*time.Second, "how long each action of the set run lasts")
 	sweepN := flags.Int("sweeps", 500, "concurrent actions per provider in the sweeps run (CloudsFor, Senlin, E2E, OpenScaler)")
-	only := flags.String("only", "", "comma-separated rows to run: ceiling,throughput,polls,scale,sweeps,fleet,shards,set (default all), and the optional scale100k (100,000 NodeActions)")
+	only := flags.String("only", "", "comma-separated rows to run: ceiling,throughput,polls,scale,sweeps,fleet,shards,set (default all), and the optional scale100k (100,000 NodeActions) and floorgrowth (the API server's own floor with --scale NodeActions stored, no manager)")
 	flags.IntVar(&workers, "workers", 16, "concurrent creates")
 	manager := flags.String("manager", "bin/manager", "manager binary")
 	concurrency := flags.Int("max-concurrent-reconciles", 0, "passed to the manager (0: its default)")
@@ -222,8 +222,11 @@ func main() {
 	if want("set") {
 		rows = append(rows, setRun(*manager, *setSize, *setMaxUnavailable, *setDuration, *budget)...)
 	}
-	// Optional, not part of a plain make bench, and last: its 100,000
+	// Optional, not part of a plain make bench, and last: their
 	// NodeActions stay in the API server.
+	if runs["floorgrowth"] {
+		rows = append(rows, floorGrowth(*scale)...)
+	}
 	if runs["scale100k"] {
 		rows = append(rows, scaleRun(*manager, 100_000, baseRate, ceilings)...)
 	}
