@@ -206,15 +206,27 @@ func TestJudgeLookup(t *testing.T) {
 	a := provider.Submission{ActionID: "1017"}
 	b := provider.Submission{ActionID: "1018"}
 	state := provider.Submission{} // a state read-back: no action id
-	claimed := map[string]claim{"1017": {owner: "ns/a", sure: true}, "1020": {owner: "other/z"}}
+	claimed := map[string]claim{"1017": {owner: "ns/a", sure: true, records: 1}, "1020": {owner: "other/z"}}
 	elsewhere := provider.Submission{ActionID: "1020"} // recorded through another Provider
+	now := time.Date(2026, 12, 1, 7, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
 		name    string
 		found   provider.Found
 		adopt   string
 		notAcc  bool
 		unknown string
+		wait    time.Duration
 	}{
+		// CloudsFor names an action by VM and started_at in whole seconds:
+		// two reboots in one second share an id. One recorded by another
+		// NodeAction leaves the other unclaimed.
+		{name: "an id listed twice and claimed once leaves one to adopt", found: provider.Found{Candidates: []provider.Submission{a, a}, Complete: true}, adopt: "1017"},
+		// Records that may still show an accepted action prove nothing yet,
+		// whatever claimed actions they list.
+		{name: "claimed only, records still settling: wait", found: provider.Found{Candidates: []provider.Submission{a}, Complete: true, SettlesAt: now.Add(90 * time.Second)}, wait: 90 * time.Second},
+		{name: "none, records still settling: wait", found: provider.Found{Complete: true, SettlesAt: now.Add(time.Second)}, wait: time.Second},
+		{name: "none, records settled: not accepted", found: provider.Found{Complete: true, SettlesAt: now.Add(-time.Second)}, notAcc: true},
+		{name: "one unclaimed while settling is adopted", found: provider.Found{Candidates: []provider.Submission{a, b}, Complete: true, SettlesAt: now.Add(time.Minute)}, adopt: "1018"},
 		{name: "one unclaimed candidate is adopted", found: provider.Found{Candidates: []provider.Submission{b}, Complete: true}, adopt: "1018"},
 		{name: "a claimed candidate is someone else's", found: provider.Found{Candidates: []provider.Submission{a}, Complete: true}, notAcc: true},
 		{name: "claimed skipped, the other adopted", found: provider.Found{Candidates: []provider.Submission{a, b}, Complete: true}, adopt: "1018"},
@@ -231,8 +243,12 @@ func TestJudgeLookup(t *testing.T) {
 		{name: "nor adopted beside another", found: provider.Found{Candidates: []provider.Submission{elsewhere, b}, Complete: true}, unknown: "1018, 1020"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			v := judgeLookup(tc.found, claimed)
+			v := judgeLookup(tc.found, claimed, now)
 			switch {
+			case tc.wait > 0:
+				if v.adopt != nil || v.notAccepted || v.wait != tc.wait {
+					t.Errorf("got %+v, want a wait of %s", v, tc.wait)
+				}
 			case tc.unknown != "":
 				if v.adopt != nil || v.notAccepted || !strings.Contains(v.why, tc.unknown) {
 					t.Errorf("got %+v, want unknown mentioning %q", v, tc.unknown)

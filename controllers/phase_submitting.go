@@ -119,7 +119,7 @@ func (s *step) lookup(ctx context.Context, t target) (ctrl.Result, error) {
 		if claimed, err = s.claimedActions(ctx); err != nil {
 			err = provider.NewRetryable(provider.Unavailable, fmt.Sprintf("cannot list the NodeActions on node %s: %v", na.Spec.NodeID, err), 0)
 		} else {
-			return s.judged(ctx, t, judgeLookup(found, claimed))
+			return s.judged(ctx, t, judgeLookup(found, claimed, s.now))
 		}
 	}
 	pe := provider.AsError(err)
@@ -150,22 +150,32 @@ type verdict struct {
 	adopt *provider.Submission
 	// notAccepted: the provider's records are complete and show no such action.
 	notAccepted bool
+	// wait: the records may still show the attempt; look again after it.
+	wait time.Duration
 	// why explains an unknown outcome (neither of the above).
 	why string
 }
 
 // judgeLookup decides what a lookup's candidates mean. An action another
-// NodeAction (or an earlier run) has recorded as its own is not a candidate.
-// One candidate is adopted; none is "not accepted" only where the provider's
-// records are complete; several, or records that are not complete, cannot
-// be told apart and are left to a person. It never guesses.
-func judgeLookup(found provider.Found, claimed map[string]claim) verdict {
+// NodeAction (or an earlier run) has recorded as its own is not a candidate:
+// each record counts out one listed action with its id (CloudsFor's ids can
+// repeat). One candidate is adopted; none is "not accepted" only where the
+// provider's records are complete and settled, and a wait while they may
+// still change; several, or records that are not complete, cannot be told
+// apart and are left to a person. It never guesses.
+func judgeLookup(found provider.Found, claimed map[string]claim, now time.Time) verdict {
 	var open, doubtful []provider.Submission
 	var skipped []string
+	countedOut := map[string]int{}
 	for _, c := range found.Candidates {
 		if cl, ok := claimed[c.ActionID]; ok && c.ActionID != "" {
-			if cl.sure {
+			if cl.sure && countedOut[c.ActionID] < cl.records {
+				countedOut[c.ActionID]++
 				skipped = append(skipped, fmt.Sprintf("%s (NodeAction %s's)", c.ActionID, cl.owner))
+				continue
+			}
+			if cl.sure {
+				open = append(open, c)
 				continue
 			}
 			// Recorded through another Provider: maybe another account,
@@ -187,6 +197,8 @@ func judgeLookup(found provider.Found, claimed map[string]claim) verdict {
 		}
 		return verdict{why: fmt.Sprintf("%d actions of this type started while the attempt could have landed (%s), and nothing tells which is this attempt's",
 			len(open)+len(doubtful), strings.Join(ids, ", "))}
+	case found.Complete && len(doubtful) == 0 && now.Before(found.SettlesAt):
+		return verdict{wait: found.SettlesAt.Sub(now)}
 	case found.Complete && len(doubtful) == 0:
 		return verdict{notAccepted: true}
 	default:
@@ -222,6 +234,12 @@ func (s *step) judged(ctx context.Context, t target, v verdict) (ctrl.Result, er
 			return ctrl.Result{}, err
 		}
 		return res, nil
+	case v.wait > 0:
+		wait := min(v.wait, 5*time.Second)
+		progress(s.na, v1alpha1.PhaseSubmitting, v1alpha1.ReasonRetrying,
+			fmt.Sprintf("%s does not show attempt %s yet, and may still list it until %s; looking again until then",
+				t.provider.Spec.Type, st.AttemptID, s.now.Add(v.wait).UTC().Format(time.RFC3339)))
+		return s.bound(ctrl.Result{RequeueAfter: wait}), nil
 	case v.notAccepted:
 		s.event(corev1.EventTypeNormal, "NotAccepted", "Lookup",
 			"%s shows attempt %s was not accepted; submitting again", t.provider.Spec.Type, st.AttemptID)
@@ -257,9 +275,12 @@ func (s *step) unknown(t target, why string) {
 // claim is a provider action id some NodeAction recorded: sure when it was
 // recorded through the same Provider (same namespace and name, so the same
 // account); ids through another Provider may belong to another account.
+// records counts the sure records of the id: runs that each own one listed
+// action with it.
 type claim struct {
-	owner string
-	sure  bool
+	owner   string
+	sure    bool
+	records int
 }
 
 // claimedActions maps the provider action ids that NodeActions on the same
@@ -282,10 +303,17 @@ func (s *step) claimedActions(ctx context.Context) (map[string]claim, error) {
 	claimed := map[string]claim{}
 	add := func(o *v1alpha1.NodeAction, id string) {
 		sure := o.Namespace == s.na.Namespace && o.Spec.ProviderRef.Name == s.na.Spec.ProviderRef.Name
-		if prev, ok := claimed[id]; ok && prev.sure {
-			return
+		prev, ok := claimed[id]
+		switch {
+		case ok && prev.sure && sure:
+			prev.records++
+			claimed[id] = prev
+		case ok && prev.sure:
+		case sure:
+			claimed[id] = claim{owner: o.Namespace + "/" + o.Name, sure: true, records: 1}
+		default:
+			claimed[id] = claim{owner: o.Namespace + "/" + o.Name}
 		}
-		claimed[id] = claim{owner: o.Namespace + "/" + o.Name, sure: sure}
 	}
 	for i := range list.Items {
 		o := &list.Items[i]

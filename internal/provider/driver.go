@@ -68,6 +68,11 @@ type Found struct {
 	Complete bool
 	// Why, when not Complete, says what the records cannot show.
 	Why string
+	// SettlesAt, when set, is when the records stop changing for the
+	// window: until then the provider may still list an accepted action.
+	// Before it, finding no action that can be the submission's proves
+	// nothing, whatever actions of others the records show.
+	SettlesAt time.Time
 }
 
 // Request is one action for one node, in the provider's own vocabulary

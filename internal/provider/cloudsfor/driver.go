@@ -444,13 +444,10 @@ func (d *Driver) Lookup(ctx context.Context, req provider.Request, w provider.Wi
 	if err != nil {
 		return provider.Found{}, err
 	}
-	if wait := w.To.Add(d.lookupLag).Sub(d.now()); found.Complete && len(found.Candidates) == 0 && wait > 0 {
-		// Status allows an accepted action listLag to show in the list;
-		// an empty list before then proves nothing.
-		return provider.Found{}, provider.NewRetryable(provider.Unavailable, fmt.Sprintf(
-			"CloudsFor does not list a %s action on VM %s in the window, and may list one up to %s late; looking again until then",
-			req.Action, req.NodeID, d.lookupLag), min(wait, 5*time.Second))
-	}
+	// Status allows an accepted action listLag to show in the list: until
+	// then, a list without the submission's action proves nothing, even one
+	// that lists other NodeActions' actions in the window.
+	found.SettlesAt = w.To.Add(d.lookupLag)
 	return found, nil
 }
 
