@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/utils/ptr"
+
 	"github.com/nodeaction/nodeaction-operator/api/v1alpha1"
 	"github.com/nodeaction/nodeaction-operator/internal/fakecloud"
 )
@@ -75,6 +77,40 @@ func TestBackToBackClaimedActionDoesNotCutTheRecordsLag(t *testing.T) {
 	if accepted != 2 {
 		t.Fatalf("%d actions accepted on VM %s, want 2 (the first NodeAction's errored one and ONE for the second): the second NodeAction sent its reboot twice (phase %s, reason %s)",
 			accepted, vm, second.Status.Phase, readyReason(second))
+	}
+}
+
+// A retry within one run: the first attempt's action errored at once and
+// the retry (backoffLimit) is sent about two seconds later, so the errored
+// action started inside the retry's lookup window. The retry's request is
+// forwarded late; its lookup must not take the run's own errored action for
+// it (a failure reported for the retry, and a third call while the retry
+// runs), nor call it "not sent" before the records settle.
+func TestRetryLookupDoesNotTakeTheFailedAttemptsAction(t *testing.T) {
+	t.Parallel()
+	cloud, url := cloudOfItsOwn(t, fakecloud.Options{})
+	ns := newNamespace(t)
+	startManagerIn(t, ns)
+	createProviderAt(t, ns, "cf", v1alpha1.ProviderCloudsFor, url)
+	vm := fmt.Sprintf("c0ffee%026d", 3401)
+	cloud.AddVM(fakecloud.VM{ID: vm, FailNextAtOnce: "hypervisor refused the reboot"})
+	// The second action call (the retry) is forwarded 9 s late; the first
+	// goes through (the newest matching fault catches it and does nothing).
+	cloud.InjectFault(fakecloud.Fault{PathContains: "/" + vm + "/", ActionOnly: true, Times: 1, Mode: fakecloud.ForwardLate, Latency: 9 * time.Second})
+	cloud.InjectFault(fakecloud.Fault{PathContains: "/" + vm + "/", ActionOnly: true, Times: 1, Mode: fakecloud.Delay})
+	na := nodeAction(ns, "retried", "cf", vm, "reboot")
+	na.Spec.BackoffLimit = ptr.To(int32(2))
+	create(t, na)
+	na = finished(t, na, 90*time.Second)
+	time.Sleep(4 * time.Second) // let a late request land before counting
+	accepted := cloud.AcceptedActions(vm)
+	t.Logf("%s %s action %q, attempts %d, failed attempts %d; accepted on the VM: %d\nmessage: %s",
+		na.Status.Phase, readyReason(na), na.Status.ProviderActionID, na.Status.TotalAttempts, na.Status.FailedAttempts, accepted, na.Status.Message)
+	if accepted != 2 {
+		t.Fatalf("%d actions accepted on VM %s, want 2 (the errored first attempt and the retry)", accepted, vm)
+	}
+	if na.Status.Phase != v1alpha1.PhaseSucceeded || na.Status.FailedAttempts != 1 {
+		t.Fatalf("ended %s/%s with %d failed attempts; want Succeeded on the retry's action after 1 failed attempt", na.Status.Phase, readyReason(na), na.Status.FailedAttempts)
 	}
 }
 

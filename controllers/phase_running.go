@@ -102,8 +102,13 @@ func (s *step) ended(ctx context.Context, t target, as provider.ActionStatus) (c
 	return ctrl.Result{}, false
 }
 
+// maxBackoffLimit is spec.backoffLimit's maximum, and so the most failed
+// attempts a run keeps the ids of.
+const maxBackoffLimit = 10
+
 // failed handles a provider-reported failure: retry within backoffLimit
-// when the action is safe to repeat, else fail.
+// when the action is safe to repeat, else fail. A retried attempt's action
+// id is kept: its action may lie in the next attempt's lookup window.
 func (s *step) failed(_ context.Context, t target, as provider.ActionStatus) ctrl.Result {
 	na := s.na
 	st := &na.Status
@@ -114,6 +119,9 @@ func (s *step) failed(_ context.Context, t target, as provider.ActionStatus) ctr
 	repeatable := t.driver.Capabilities().Repeatable(t.req)
 	if st.FailedAttempts < limit && repeatable {
 		st.FailedAttempts++
+		if st.ProviderActionID != "" && len(st.FailedActionIDs) < maxBackoffLimit {
+			st.FailedActionIDs = append(st.FailedActionIDs, st.ProviderActionID)
+		}
 		wait := backoff(st.FailedAttempts)
 		msg := fmt.Sprintf("%s; retrying (%d of %d) in %s", as.Message, st.FailedAttempts, limit, wait.Round(100*time.Millisecond))
 		s.event(corev1.EventTypeWarning, v1alpha1.ReasonRetrying, "Retry", "%s", msg)

@@ -284,8 +284,8 @@ type claim struct {
 }
 
 // claimedActions maps the provider action ids that NodeActions on the same
-// VM id have recorded (current runs and history; this one's earlier runs
-// too) to their names.
+// VM id have recorded (current runs, their failed attempts and history;
+// this one's earlier runs and attempts too) to their names.
 func (s *step) claimedActions(ctx context.Context) (map[string]claim, error) {
 	list := &v1alpha1.NodeActionList{}
 	var err error
@@ -319,6 +319,9 @@ func (s *step) claimedActions(ctx context.Context) (map[string]claim, error) {
 		o := &list.Items[i]
 		if o.UID != s.na.UID && o.Status.ProviderActionID != "" {
 			add(o, o.Status.ProviderActionID)
+		}
+		for _, id := range o.Status.FailedActionIDs {
+			add(o, id)
 		}
 		for _, h := range o.Status.History {
 			if h.ProviderActionID != "" {

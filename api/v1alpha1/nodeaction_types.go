@@ -432,6 +432,13 @@ type NodeActionStatus struct {
 	// +optional
 	FailedAttempts int32 `json:"failedAttempts,omitempty"`
 
+	// failedActionIDs are the provider's ids of this run's failed attempts,
+	// oldest first: a later attempt whose answer was lost is never matched
+	// with one of them.
+	// +optional
+	// +kubebuilder:validation:MaxItems=10
+	FailedActionIDs []string `json:"failedActionIDs,omitempty"`
+
 	// startTime is when the operator started this run.
 	// +optional
 	StartTime *metav1.Time `json:"startTime,omitempty"`

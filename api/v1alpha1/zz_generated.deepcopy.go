@@ -441,6 +441,11 @@ func (in *NodeActionStatus) DeepCopyInto(out *NodeActionStatus) {
 		in, out := &in.ProviderStartTime, &out.ProviderStartTime
 		*out = (*in).DeepCopy()
 	}
+	if in.FailedActionIDs != nil {
+		in, out := &in.FailedActionIDs, &out.FailedActionIDs
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.StartTime != nil {
 		in, out := &in.StartTime, &out.StartTime
 		*out = (*in).DeepCopy()
