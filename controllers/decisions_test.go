@@ -597,3 +597,30 @@ func TestNodeActionWithoutNodePermissionWaits(t *testing.T) {
 		t.Fatalf("%d submissions, reason %s, message %q; want none, Stalled NodeUnresolved saying the operator may not read Nodes", s, readyReason(got), got.Status.Message)
 	}
 }
+
+// Each run's action is one record, however many fields name it: between a
+// failed attempt and its retry's intent, providerActionID and
+// failedActionIDs both hold the failed action's id. Counted twice, it
+// would count out a second listed action with the same id (CloudsFor's
+// same-second ids), the lost attempt's own.
+func TestClaimsCountEachRunsActionOnce(t *testing.T) {
+	na := unitAction("reboot")
+	other := unitAction("reboot")
+	other.Name, other.Namespace, other.UID = "other", "ns", "0f1e2d3c-0000-4000-8000-000000000002"
+	other.Status = v1alpha1.NodeActionStatus{Phase: v1alpha1.PhasePending, ProviderActionID: "vm@t1", FailedAttempts: 1,
+		FailedActionIDs: []string{"vm@t0", "vm@t1"},
+		History:         []v1alpha1.RunRecord{{RunID: "a", Phase: v1alpha1.PhaseSucceeded, ProviderActionID: "vm@t1"}}}
+	u := newUnit(t, na, nil, other)
+	s := &step{r: u.r, na: u.get(), now: unitStart}
+	claimed, err := s.claimedActions(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// vm@t1: the current run's failed attempt (once) and an earlier run's.
+	if c := claimed["vm@t1"]; !c.sure || c.records != 2 {
+		t.Errorf("vm@t1 claimed %+v, want sure with 2 records (this run's, an earlier run's)", c)
+	}
+	if c := claimed["vm@t0"]; !c.sure || c.records != 1 {
+		t.Errorf("vm@t0 claimed %+v, want sure with 1 record", c)
+	}
+}

@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -317,10 +318,13 @@ func (s *step) claimedActions(ctx context.Context) (map[string]claim, error) {
 	}
 	for i := range list.Items {
 		o := &list.Items[i]
-		if o.UID != s.na.UID && o.Status.ProviderActionID != "" {
-			add(o, o.Status.ProviderActionID)
+		// The current run's ids, each once: a failed attempt's id is also
+		// providerActionID until the retry's intent replaces it.
+		run := slices.Clone(o.Status.FailedActionIDs)
+		if id := o.Status.ProviderActionID; o.UID != s.na.UID && id != "" && !slices.Contains(run, id) {
+			run = append(run, id)
 		}
-		for _, id := range o.Status.FailedActionIDs {
+		for _, id := range run {
 			add(o, id)
 		}
 		for _, h := range o.Status.History {
