@@ -70,16 +70,24 @@ func (h Harness) submitOnce(t *testing.T, d provider.Driver, req provider.Reques
 	}
 }
 
-// lookup calls Lookup, again while it fails Retryable.
+// lookup calls Lookup, again while it fails Retryable, and, as the
+// operator does, again while records that show nothing have not settled.
 func (h Harness) lookup(t *testing.T, d provider.Driver, req provider.Request, w provider.Window) (provider.Found, error) {
 	t.Helper()
 	var found provider.Found
-	err := retrying(func() error {
-		var err error
-		found, err = d.Lookup(context.Background(), req, w)
-		return err
-	})
-	return found, err
+	deadline := time.Now().Add(patience)
+	for {
+		err := retrying(func() error {
+			var err error
+			found, err = d.Lookup(context.Background(), req, w)
+			return err
+		})
+		wait := time.Until(found.SettlesAt)
+		if err != nil || len(found.Candidates) > 0 || !found.Complete || wait <= 0 || time.Now().After(deadline) {
+			return found, err
+		}
+		time.Sleep(min(wait, 5*time.Second))
+	}
 }
 
 // status calls Status, again while it fails Retryable.
