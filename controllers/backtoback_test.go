@@ -39,6 +39,20 @@ func cloudOfItsOwn(t *testing.T, opts fakecloud.Options) (*fakecloud.Cloud, stri
 	return c, srv.URL
 }
 
+// cloudsForVMFailingOnce gives a test its own fakecloud, namespace,
+// manager and CloudsFor Provider "cf", and VM n there whose next action
+// errors at once.
+func cloudsForVMFailingOnce(t *testing.T, n int) (*fakecloud.Cloud, string, string) {
+	t.Helper()
+	cloud, url := cloudOfItsOwn(t, fakecloud.Options{})
+	ns := newNamespace(t)
+	startManagerIn(t, ns)
+	createProviderAt(t, ns, "cf", v1alpha1.ProviderCloudsFor, url)
+	vm := fmt.Sprintf("c0ffee%026d", n)
+	cloud.AddVM(fakecloud.VM{ID: vm, FailNextAtOnce: "hypervisor refused the reboot"})
+	return cloud, ns, vm
+}
+
 // 3a. The first NodeAction's action errored at once (recorded as its own,
 // status.providerActionID). The second one, on the same VM right after, has
 // its request forwarded late by a proxy (the client times out first): it
@@ -47,12 +61,7 @@ func cloudOfItsOwn(t *testing.T, opts fakecloud.Options) (*fakecloud.Cloud, stri
 // out the records lag before calling its own attempt "not sent".
 func TestBackToBackClaimedActionDoesNotCutTheRecordsLag(t *testing.T) {
 	t.Parallel()
-	cloud, url := cloudOfItsOwn(t, fakecloud.Options{})
-	ns := newNamespace(t)
-	startManagerIn(t, ns)
-	createProviderAt(t, ns, "cf", v1alpha1.ProviderCloudsFor, url)
-	vm := fmt.Sprintf("c0ffee%026d", 3101)
-	cloud.AddVM(fakecloud.VM{ID: vm, FailNextAtOnce: "hypervisor refused the reboot"})
+	cloud, ns, vm := cloudsForVMFailingOnce(t, 3101)
 
 	first := nodeAction(ns, "first", "cf", vm, "reboot")
 	create(t, first)
@@ -88,12 +97,7 @@ func TestBackToBackClaimedActionDoesNotCutTheRecordsLag(t *testing.T) {
 // runs), nor call it "not sent" before the records settle.
 func TestRetryLookupDoesNotTakeTheFailedAttemptsAction(t *testing.T) {
 	t.Parallel()
-	cloud, url := cloudOfItsOwn(t, fakecloud.Options{})
-	ns := newNamespace(t)
-	startManagerIn(t, ns)
-	createProviderAt(t, ns, "cf", v1alpha1.ProviderCloudsFor, url)
-	vm := fmt.Sprintf("c0ffee%026d", 3401)
-	cloud.AddVM(fakecloud.VM{ID: vm, FailNextAtOnce: "hypervisor refused the reboot"})
+	cloud, ns, vm := cloudsForVMFailingOnce(t, 3401)
 	// The second action call (the retry) is forwarded 9 s late; the first
 	// goes through (the newest matching fault catches it and does nothing).
 	cloud.InjectFault(fakecloud.Fault{PathContains: "/" + vm + "/", ActionOnly: true, Times: 1, Mode: fakecloud.ForwardLate, Latency: 9 * time.Second})
@@ -132,12 +136,7 @@ func TestBackToBackSameSecondLostAnswerIsNotSentTwice(t *testing.T) {
 // sameSecondCase runs one try; it reports false when the two actions did
 // not start in the same second (the precondition), so the caller tries again.
 func sameSecondCase(t *testing.T, try int) bool {
-	cloud, url := cloudOfItsOwn(t, fakecloud.Options{})
-	ns := newNamespace(t)
-	startManagerIn(t, ns)
-	createProviderAt(t, ns, "cf", v1alpha1.ProviderCloudsFor, url)
-	vm := fmt.Sprintf("c0ffee%026d", 3200+try)
-	cloud.AddVM(fakecloud.VM{ID: vm, FailNextAtOnce: "hypervisor refused the reboot"})
+	cloud, ns, vm := cloudsForVMFailingOnce(t, 3200+try)
 	// The second action call on the VM acts and loses its answer; the
 	// first goes through (the newest matching fault catches it and does
 	// nothing).

@@ -220,69 +220,66 @@ func (e *lookupWaitEnv) noCredentialsShown(na *v1alpha1.NodeAction) {
 // waits; the Secret gets the new ones only 8 s later.
 func TestLookupWaitRevokeThenSecret(t *testing.T) {
 	t.Parallel()
-	for _, c := range lookupWaitCases(20) {
-		if c.fault.Mode == fakecloud.ForwardLate {
-			continue
-		}
-		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
-			e := newLookupWaitEnv(t, c)
-			e.waitingOutTheLag()
-			e.revoke()
-			waitFor(t, e.na, 30*time.Second, "the refusal to show", func(n *v1alpha1.NodeAction) bool {
-				return readyReason(n) == v1alpha1.ReasonCredentialsRejected || n.Status.Phase.Finished()
-			})
-			if e.na.Status.Phase.Finished() {
-				t.Fatalf("ended %s/%s while its credentials were refused: %q", e.na.Status.Phase, readyReason(e.na), e.na.Status.Message)
-			}
-			time.Sleep(8 * time.Second)
-			e.updateSecret()
-			e.check()
+	eachLookupWait(t, 20, false, func(t *testing.T, e *lookupWaitEnv) {
+		e.revoke()
+		waitFor(t, e.na, 30*time.Second, "the refusal to show", func(n *v1alpha1.NodeAction) bool {
+			return readyReason(n) == v1alpha1.ReasonCredentialsRejected || n.Status.Phase.Finished()
 		})
-	}
+		if e.na.Status.Phase.Finished() {
+			t.Fatalf("ended %s/%s while its credentials were refused: %q", e.na.Status.Phase, readyReason(e.na), e.na.Status.Message)
+		}
+		time.Sleep(8 * time.Second)
+		e.updateSecret()
+		e.check()
+	})
 }
 
 // Killed: the manager is SIGKILLed while the lookup waits out the
 // records lag, and started again 3 s later.
 func TestLookupWaitKill(t *testing.T) {
 	t.Parallel()
-	for _, c := range lookupWaitCases(30) {
-		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
-			e := newLookupWaitEnv(t, c)
-			e.waitingOutTheLag()
+	eachLookupWait(t, 30, true, func(t *testing.T, e *lookupWaitEnv) {
+		e.kill()
+		time.Sleep(3 * time.Second)
+		e.start()
+		// and once more, if it is still waiting
+		time.Sleep(4 * time.Second)
+		if n := e.na; k8s.Get(context.Background(), client.ObjectKeyFromObject(n), n) == nil && n.Status.Phase == v1alpha1.PhaseSubmitting {
 			e.kill()
-			time.Sleep(3 * time.Second)
 			e.start()
-			// and once more, if it is still waiting
-			time.Sleep(4 * time.Second)
-			if n := e.na; k8s.Get(context.Background(), client.ObjectKeyFromObject(n), n) == nil && n.Status.Phase == v1alpha1.PhaseSubmitting {
-				e.kill()
-				e.start()
-			}
-			e.check()
-		})
-	}
+		}
+		e.check()
+	})
 }
 
 // Both: killed while the lookup waits; the credentials are rotated
 // (revoked, Secret updated) while no manager runs.
 func TestLookupWaitKillAndRotate(t *testing.T) {
 	t.Parallel()
-	for _, c := range lookupWaitCases(40) {
-		if c.fault.Mode == fakecloud.ForwardLate {
+	eachLookupWait(t, 40, false, func(t *testing.T, e *lookupWaitEnv) {
+		e.kill()
+		e.revoke()
+		e.updateSecret()
+		time.Sleep(2 * time.Second)
+		e.start()
+		e.check()
+	})
+}
+
+// eachLookupWait runs do, in parallel, on each case's world once its
+// lookup waits out the records lag. The cases' VM ids start at n. Without
+// late, a request forwarded late is left out: it carries the old
+// credentials, which a rotation revokes before it lands.
+func eachLookupWait(t *testing.T, n int, late bool, do func(*testing.T, *lookupWaitEnv)) {
+	for _, c := range lookupWaitCases(n) {
+		if c.fault.Mode == fakecloud.ForwardLate && !late {
 			continue
 		}
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			e := newLookupWaitEnv(t, c)
 			e.waitingOutTheLag()
-			e.kill()
-			e.revoke()
-			e.updateSecret()
-			time.Sleep(2 * time.Second)
-			e.start()
-			e.check()
+			do(t, e)
 		})
 	}
 }
